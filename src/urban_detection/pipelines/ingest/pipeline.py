@@ -1,0 +1,22 @@
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import ingest_trips, synthesize_trips
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                synthesize_trips,
+                ["params:synthetic", "params:ingest.source_dir"],
+                "synthetic_manifest",
+                name="synthesize_trips",
+            ),
+            node(
+                ingest_trips,
+                ["synthetic_manifest", "params:ingest"],
+                ["frame_index", "ingest_report"],
+                name="ingest_trips",
+            ),
+        ]
+    )
