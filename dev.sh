@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
-stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-16)"
+# Only the dependency lists matter (not e.g. the pytest settings in pyproject.toml).
+deps=$(sed -n '/^dependencies = \[/,/^\[project.scripts\]/p' pyproject.toml)
+stamp=".venv/.installed-$(printf '%s\n' "$deps" | cat - constraints.txt | sha1sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "dev.sh: installing the project into .venv (first run or dependencies changed)..." >&2
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
