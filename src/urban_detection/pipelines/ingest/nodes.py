@@ -11,12 +11,6 @@ from urban_detection.waymo.synthetic import write_synthetic_trips
 
 log = logging.getLogger(__name__)
 
-INDEX_COLUMNS = [
-    "trip", "frame", "timestamp_micros", "time_of_day", "weather", "location",
-    "n_vehicle", "n_pedestrian", "n_cyclist", "n_objects", "image_hash", "path",
-]
-
-
 def synthesize_trips(params: dict, source_dir: str) -> dict:
     """Write the embedded synthetic trips when ``ingest.source_dir`` points at them.
 
@@ -59,7 +53,7 @@ def ingest_trips(synthetic_manifest: dict, params: dict) -> tuple[pd.DataFrame, 
         stride=int(params.get("frame_stride", 10)),
         force=bool(params.get("force", False)),
     )
-    index = pd.DataFrame(result.index_rows, columns=INDEX_COLUMNS)
+    index = result.index_frame()
     for col in ("time_of_day", "weather", "location"):
         index[col] = index[col].fillna("unknown").astype(str)
     index = index.sort_values(["trip", "frame"]).reset_index(drop=True)
