@@ -1,9 +1,27 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+from pathlib import Path
+
 from kedro.config import OmegaConfigLoader
+
+
+def _project_root() -> str:
+    """The nearest folder at or above the working directory holding the Kedro pyproject.toml.
+
+    ``kedro jupyter`` runs in ``notebooks/``; the MLflow store must still be the
+    project root's ``mlflow.db``.
+    """
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        toml = folder / "pyproject.toml"
+        if toml.is_file() and "[tool.kedro]" in toml.read_text(errors="ignore"):
+            return folder.as_posix()
+    return here.as_posix()
+
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    "custom_resolvers": {"project_root": _project_root},
 }

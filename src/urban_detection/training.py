@@ -8,16 +8,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import mlflow
+import numpy as np
+import tensorflow as tf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from urban_detection.detection import augment, data, model as detmodel, train as dettrain  # noqa: E402
-from urban_detection.tracking import experiment_run, log_metrics  # noqa: E402
+from urban_detection.detection import augment, data, model as detmodel, train as dettrain
+from urban_detection.tracking import experiment_run, log_metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +76,6 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], m
                 fig = preview_figure(cfg, train_paths)
                 fig.savefig(reporting_dir / "augmentation_preview.png", dpi=80)
                 mlflow.log_figure(fig, "augmentation_preview.png")
-                plt.close(fig)
 
             def on_checkpoint(step, path, val_metrics):
                 log_metrics({f"val_{k}": v for k, v in val_metrics.items() if k.startswith("loss/")}, step)

@@ -12,13 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from urban_detection.detection.config import resolve_experiments  # noqa: E402
+from urban_detection.detection.config import resolve_experiments
 
 log = logging.getLogger(__name__)
 
