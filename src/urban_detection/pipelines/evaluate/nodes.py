@@ -50,9 +50,11 @@ def checkpoint_step(checkpoint: str | None) -> int | None:
 def model_source(name: str, train_result: dict | None, experiment_configs: dict | None, models_dir: str | Path) -> dict:
     """Where experiment ``name``'s trained weights are and how to build its model.
 
-    ``{"available": True, "checkpoint", "step", "model" (the config's model section),
-    "model_dir"}``, or ``{"available": False, "reason"}`` when there is no checkpoint
-    on disk or no resolved config.
+    Prefers the complete weights file the train pipeline writes at the end of training
+    (``<model_dir>/final.weights.h5``) unless a newer checkpoint exists (an interrupted
+    run), else the newest checkpoint. Returns ``{"available": True, "weights_file" |
+    "checkpoint", "step", "model" (arch, image_size, overrides), "train", "model_dir"}``
+    or ``{"available": False, "reason"}`` when nothing was trained or the config is missing.
     """
     import tensorflow as tf
 
@@ -60,28 +62,41 @@ def model_source(name: str, train_result: dict | None, experiment_configs: dict 
     model_dir = Path(result.get("model_dir") or Path(models_dir) / name)
     checkpoint_dir = Path(result.get("checkpoint_dir") or model_dir / "checkpoints")
     checkpoint = tf.train.latest_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    if checkpoint is None:
+    weights = Path(result.get("weights") or model_dir / "final.weights.h5")
+    weights = weights if weights.is_file() else None
+    if checkpoint is None and weights is None:
         why = "not selected for training" if result.get("selected") is False else "training produced none"
         return {"available": False, "reason": f"no checkpoint in {checkpoint_dir} ({why})"}
     config = result.get("config")
     if config is None and experiment_configs and name in experiment_configs:
         config = _load(experiment_configs[name])
-    if not config or "model" not in config:
+    spec = dict((config or {}).get("model") or {})
+    spec.setdefault("arch", result.get("arch"))
+    spec.setdefault("image_size", result.get("image_size"))
+    if not spec.get("arch") or not spec.get("image_size"):
         return {"available": False, "reason": f"no resolved config for {name} (data/05_model_input/experiment_configs)"}
-    return {"available": True, "checkpoint": checkpoint, "step": checkpoint_step(checkpoint),
-            "model": dict(config["model"]), "train": dict(config.get("train") or {}), "model_dir": str(model_dir)}
+    if weights is not None and checkpoint is not None:
+        index = Path(checkpoint + ".index")
+        if index.exists() and index.stat().st_mtime > weights.stat().st_mtime + 1:
+            log.warning("experiment %s: checkpoint %s is newer than %s (interrupted training?); using the checkpoint",
+                        name, checkpoint, weights)
+            weights = None
+    step = checkpoint_step(checkpoint) if checkpoint else None
+    if weights is not None and result.get("final_step") is not None:
+        step = int(result["final_step"])
+    source = {"available": True, "step": step, "model": spec, "train": dict((config or {}).get("train") or {}),
+              "model_dir": str(model_dir)}
+    source.update({"weights_file": str(weights)} if weights is not None else {"checkpoint": checkpoint})
+    return source
 
 
 def load_model(source: dict):
-    """Build the experiment's detector (float32, random init) and restore the checkpoint's weights."""
-    from urban_detection.detection.model import build_detector, load_initial_weights
+    """The experiment's detector (float32) with its trained weights."""
+    from urban_detection.detection.evaluate import load_trained_model
 
-    spec = dict(source["model"])
-    arch, size = spec.pop("arch"), spec.pop("image_size")
-    spec.pop("weights", None)  # the checkpoint holds every weight
-    model = build_detector(arch, image_size=size, **spec)
-    load_initial_weights(model, source["checkpoint"])
-    return model
+    spec = source["model"]
+    return load_trained_model(spec["arch"], spec["image_size"], weights_file=source.get("weights_file"),
+                              checkpoint=source.get("checkpoint"), overrides=spec.get("overrides"))
 
 
 def split_paths(split_manifest: pd.DataFrame, frame_index: pd.DataFrame, split: str) -> list[str]:
@@ -116,7 +131,8 @@ def make_export_node(name: str) -> Callable:
         out_dir = Path(source["model_dir"]) / "export"
         files = export_model(model, out_dir, image_size=source["model"]["image_size"])
         info = {
-            "experiment": name, "exported": True, "checkpoint": source["checkpoint"], "step": source["step"],
+            "experiment": name, "exported": True, "weights": source.get("weights_file") or source.get("checkpoint"),
+            "step": source["step"],
             "arch": source["model"]["arch"], "image_size": int(source["model"]["image_size"]),
             "export_dir": str(out_dir), **files, "seconds": round(time.perf_counter() - start, 2),
         }
@@ -144,11 +160,13 @@ def _log_export(name: str, model_dir: str, info: dict) -> None:
 
 
 def flat_split_metrics(split_doc: dict) -> dict[str, float | None]:
-    """The numbers of one split of a ``metrics.json``: COCO metrics, filtered AP, losses."""
-    from urban_detection.detection.evaluate import FILTERED_PREFIX
+    """The numbers of one split of a ``metrics.json``: COCO metrics, AP after the large-box filter
+    (mAP, AP50, AP75, per-class AP), losses."""
+    from urban_detection.detection.evaluate import FILTERED_PREFIX, REPORT_ORDER
 
     flat = dict(split_doc.get("metrics") or {})
-    flat.update({FILTERED_PREFIX + k: v for k, v in ((split_doc.get("large_box_filter") or {}).get("metrics") or {}).items()})
+    filtered = (split_doc.get("large_box_filter") or {}).get("metrics") or {}
+    flat.update({FILTERED_PREFIX + k: v for k, v in filtered.items() if FILTERED_PREFIX + k in REPORT_ORDER})
     flat.update({k: v for k, v in (split_doc.get("losses") or {}).items() if k.startswith("loss/")})
     return flat
 
@@ -192,7 +210,8 @@ def evaluate_model(model, name: str, source: dict, split_manifest: pd.DataFrame,
     max_area = dict(box_filter.get("max_area_frac") or {}) if box_filter.get("enabled") else None
     examples = params.get("examples") or {}
     loss_kwargs = {k: source["train"][k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta") if k in source["train"]}
-    doc: dict[str, Any] = {"experiment": name, "evaluated": True, "checkpoint": source["checkpoint"],
+    doc: dict[str, Any] = {"experiment": name, "evaluated": True,
+                           "weights": source.get("weights_file") or source.get("checkpoint"),
                            "step": source["step"], "arch": source["model"]["arch"], "image_size": size, "splits": {}}
     files: dict[str, Any] = {}
     figures: dict[str, Any] = {}

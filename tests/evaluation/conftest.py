@@ -1,0 +1,17 @@
+import pytest
+
+from .helpers import make_dataset_dir, train_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    return make_dataset_dir(tmp_path_factory.mktemp("eval_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory, tiny_data):
+    """A detector trained ~150 steps on the tiny trips; its checkpoint dir is laid out like the train pipeline's."""
+    model_dir = tmp_path_factory.mktemp("models") / "tiny"
+    paths = [tiny_data["paths"][t] for t in ("trip_train", "trip_val", "trip_test")]
+    model, cfg = train_tiny(model_dir, paths)
+    return {"model": model, "config": cfg, "model_dir": model_dir, "checkpoint_dir": model_dir / "checkpoints"}
