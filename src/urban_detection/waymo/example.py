@@ -83,7 +83,7 @@ def encode_example(ex: DetectionExample) -> bytes:
         "image/object/class/text": _bytes(texts),
         "image/object/class/label": _ints(labels.tolist()),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def decode_example(serialized: bytes) -> DetectionExample:

@@ -49,7 +49,7 @@ def ingest_trips(synthetic_manifest: dict, params: dict) -> tuple[pd.DataFrame, 
         params["output_dir"],
         workers=int(params.get("workers", 2)),
         camera=params.get("camera", "FRONT"),
-        size=(int(width), int(height)),
+        size=(int(height), int(width)),  # the library takes (height, width)
         stride=int(params.get("frame_stride", 10)),
         force=bool(params.get("force", False)),
     )

@@ -56,12 +56,14 @@ def make_train_node(name: str) -> Callable:
         cfg = _load(configs[name])
         initial_weights = None
         if cfg.get("parent"):
-            parent_dir = (parent_result or {}).get("checkpoint_dir")
-            initial_weights = latest_checkpoint(parent_dir) if parent_dir else None
+            parent = parent_result or {}
+            # The parent's final weights file holds every variable (BatchNorm statistics included).
+            weights = parent.get("weights") or str(Path(parent.get("model_dir", "")) / "final.weights.h5")
+            initial_weights = weights if Path(weights).is_file() else latest_checkpoint(parent.get("checkpoint_dir"))
             if initial_weights is None:
                 raise ValueError(
-                    f"experiment {name!r} fine-tunes from {cfg['parent']!r}, which has no checkpoint in "
-                    f"{parent_dir}; add {cfg['parent']!r} to train.experiments or train it first"
+                    f"experiment {name!r} fine-tunes from {cfg['parent']!r}, which has no trained weights in "
+                    f"{parent.get('model_dir')}; add {cfg['parent']!r} to train.experiments or train it first"
                 )
         result.update(run_experiment(
             cfg,
