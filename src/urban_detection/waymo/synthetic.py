@@ -1084,6 +1084,44 @@ def build_frame_proto(
     return f
 
 
+def trip_records(
+    trip_index: int,
+    frames: int,
+    width: int = 960,
+    height: int = 640,
+    seed: int = 0,
+    cameras: Sequence[str] = ("FRONT", "FRONT_LEFT"),
+    conditions: dict | None = None,
+    jpeg_quality: int = 90,
+) -> tuple[str, list[bytes]]:
+    """Render one trip: its segment name and serialized Frame protos (numpy/PIL only, no TensorFlow)."""
+    trip, frames_iter = iter_trip(trip_index, frames, width, height, seed, cameras, conditions)
+    encoded = []
+    unique: dict[int, set[str]] = {}
+    for frame, pil in frames_iter:
+        jpegs = {name: _jpeg(img, jpeg_quality) for name, img in pil.items()}
+        for t, oid in zip(frame.types, frame.ids):
+            unique.setdefault(int(t), set()).add(oid)
+        for view in frame.cameras.values():  # the JPEG is kept, not the pixels
+            view.image = None
+        encoded.append((frame, jpegs))
+    counts = {t: len(ids) for t, ids in unique.items()}
+    return trip.segment_name, [build_frame_proto(trip, f, jpegs, counts).SerializeToString() for f, jpegs in encoded]
+
+
+def _write_records(out_dir: Path, segment_name: str, records: list[bytes]) -> Path:
+    import tensorflow as tf  # only needed for writing
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{segment_name}.tfrecord"
+    tmp = path.with_name(path.name + ".tmp")
+    with tf.io.TFRecordWriter(str(tmp)) as writer:
+        for rec in records:
+            writer.write(rec)
+    os.replace(tmp, path)
+    return path
+
+
 def write_trip(
     out_dir: str | os.PathLike,
     trip_index: int,
@@ -1096,28 +1134,8 @@ def write_trip(
     jpeg_quality: int = 90,
 ) -> Path:
     """Render one trip and write it as ``segment-..._with_camera_labels.tfrecord``."""
-    import tensorflow as tf  # only needed for writing
-
-    trip, frames_iter = iter_trip(trip_index, frames, width, height, seed, cameras, conditions)
-    encoded = []
-    unique: dict[int, set[str]] = {}
-    for frame, pil in frames_iter:
-        jpegs = {name: _jpeg(img, jpeg_quality) for name, img in pil.items()}
-        for t, oid in zip(frame.types, frame.ids):
-            unique.setdefault(int(t), set()).add(oid)
-        for view in frame.cameras.values():  # the JPEG is kept, not the pixels
-            view.image = None
-        encoded.append((frame, jpegs))
-    counts = {t: len(ids) for t, ids in unique.items()}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{trip.segment_name}.tfrecord"
-    tmp = path.with_name(path.name + ".tmp")
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
-        for frame, jpegs in encoded:
-            writer.write(build_frame_proto(trip, frame, jpegs, counts).SerializeToString())
-    os.replace(tmp, path)
-    return path
+    name, records = trip_records(trip_index, frames, width, height, seed, cameras, conditions, jpeg_quality)
+    return _write_records(Path(out_dir), name, records)
 
 
 def write_synthetic_trips(
@@ -1131,19 +1149,36 @@ def write_synthetic_trips(
     jpeg_quality: int = 90,
     first_trip: int = 0,
     progress: bool = False,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``n_trips`` deterministic synthetic segments; returns their paths.
 
     The same ``seed`` and trip index always give the same file (names, frames,
-    labels and JPEG bytes).
+    labels and JPEG bytes). With ``workers > 1`` trips are rendered in spawned
+    processes (which import no TensorFlow) and written here, in trip order.
     """
     from tqdm.auto import tqdm
 
     if n_trips < 1:
         raise ValueError("n_trips must be >= 1")
+    out_dir = Path(out_dir)
+    indices = range(first_trip, first_trip + n_trips)
+    args = [(i, frames_per_trip, width, height, seed, tuple(cameras), None, jpeg_quality) for i in indices]
+    bar = tqdm(total=n_trips, desc="synthetic trips", unit="trip", disable=not progress)
     paths = []
-    for i in tqdm(range(first_trip, first_trip + n_trips), desc="synthetic trips", unit="trip", disable=not progress):
-        paths.append(write_trip(out_dir, i, frames_per_trip, width, height, seed, cameras, None, jpeg_quality))
+    if workers > 1 and n_trips > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, n_trips), mp_context=mp.get_context("spawn")) as pool:
+            for name, records in pool.map(trip_records, *zip(*args)):
+                paths.append(_write_records(out_dir, name, records))
+                bar.update()
+    else:
+        for a in args:
+            paths.append(_write_records(out_dir, *trip_records(*a)))
+            bar.update()
+    bar.close()
     return paths
 
 
