@@ -19,10 +19,15 @@ class ConfigError(ValueError):
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
-    """Recursively merge ``override`` into a copy of ``base``; lists and scalars replace."""
+    """Recursively merge ``override`` into a copy of ``base``; lists and scalars replace.
+
+    A mapping whose ``type`` differs from the base's (e.g. an ``adam`` optimizer over a
+    ``momentum`` one) replaces it whole: keys of another type do not carry over.
+    """
     out = copy.deepcopy(dict(base))
     for key, value in (override or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if (isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+                and value.get("type", out[key].get("type")) == out[key].get("type")):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

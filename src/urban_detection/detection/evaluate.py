@@ -63,32 +63,6 @@ REPORT_ORDER: tuple[str, ...] = (
 # --------------------------------------------------------------------------- loading
 
 
-def restore_checkpoint(model: Any, prefix: str) -> list[str]:
-    """Restore ``model``'s weights from a :func:`~.train.train` checkpoint; return the weights it lacked.
-
-    Keras 3 models are only partly visible to ``tf.train``'s object graph: those
-    checkpoints reach most trainable variables only through the optimizer
-    (``optimizer/_trainable_variables``), so a stand-in holding the model's trainable
-    variables in that slot is restored alongside the model. Weights the checkpoint does
-    not hold keep their initial values: the paths of the weights the restore left
-    unchanged are returned and logged (this includes weights training never updated).
-    """
-    before = [np.array(v) for v in model.weights]
-    # Stands in for the training optimizer: only its list of trainable variables, which
-    # the checkpoint keys as ``optimizer/_trainable_variables/<i>`` whatever the optimizer type.
-    stand_in = tf.Module()
-    stand_in._trainable_variables = list(model.trainable_variables)
-    status = tf.train.Checkpoint(model=model, optimizer=stand_in).restore(prefix)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
-    missing = [v.path for v, b in zip(model.weights, before) if np.array_equal(np.array(v), b)]
-    if missing:
-        log.warning("restoring %s left %d of %d model weights at their initial values (not in the checkpoint, "
-                    "or never updated by training): %s",
-                    prefix, len(missing), len(model.weights), ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
-    return missing
-
-
 def load_trained_model(
     arch: str,
     image_size: int,
@@ -100,7 +74,7 @@ def load_trained_model(
 
     ``weights_file`` (a complete ``.weights.h5`` / ``.keras`` file, e.g. the train
     pipeline's ``final.weights.h5``) is preferred; otherwise the tf.train
-    ``checkpoint`` prefix is restored with :func:`restore_checkpoint`.
+    ``checkpoint`` prefix (which holds every weight by path) is restored.
     """
     from urban_detection.detection.model import build_detector, load_initial_weights
 
@@ -108,7 +82,7 @@ def load_trained_model(
     if weights_file is not None:
         load_initial_weights(model, str(weights_file))
     elif checkpoint is not None:
-        restore_checkpoint(model, checkpoint)
+        load_initial_weights(model, checkpoint)
     else:
         raise ValueError("load_trained_model needs weights_file or checkpoint")
     return model
