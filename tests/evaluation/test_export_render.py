@@ -45,8 +45,11 @@ def test_exported_models_give_the_same_detections(tiny_trained, exported):
             np.testing.assert_array_equal(a["labels"], b["labels"])
     # the SavedModel takes any image size and resizes inside, like the evaluation does
     big = np.stack([np.asarray(Image.fromarray(im).resize((96, 96))) for im in images])
-    top = detect_batch(saved, big)[0]
-    assert top["scores"][0] > 0.5 and set(top["labels"][:2]) == {1, 2}
+    for a, b in zip(ref, detect_batch(saved, big)):
+        # 64 -> 96 -> 64 px is nearly the original: the best detection stays (normalised coordinates)
+        assert b["labels"][0] == a["labels"][0]
+        np.testing.assert_allclose(b["boxes"][0], a["boxes"][0], atol=0.05)
+        assert abs(b["scores"][0] - a["scores"][0]) < 0.1
 
 
 def test_predict_split_accepts_the_exported_detector(tiny_data, tiny_trained, exported):
