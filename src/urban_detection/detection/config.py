@@ -43,6 +43,16 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def name_list(value: Any) -> list[str] | None:
+    """Experiment names from a parameter: a list, or the string ``"[a,b]"`` / ``"a,b"`` that a
+    command-line ``--params`` may give. ``None``, ``""`` and ``"all"`` give ``None`` (no filter)."""
+    if value in (None, "", "all"):
+        return None
+    if isinstance(value, str):
+        return [s.strip() for s in value.strip("[]").split(",") if s.strip()]
+    return [str(v) for v in value]
+
+
 def resolve_experiments(train_params: Mapping) -> dict[str, dict]:
     """Resolve and validate every experiment selected in ``train_params['experiments']``.
 
@@ -52,9 +62,7 @@ def resolve_experiments(train_params: Mapping) -> dict[str, dict]:
     Raises :class:`ConfigError` naming the experiment and the problem.
     """
     params = _plain(train_params)
-    selected = params.get("experiments") or []
-    if isinstance(selected, str):
-        selected = [s.strip() for s in selected.strip("[]").split(",") if s.strip()]
+    selected = name_list(params.get("experiments")) or []
     catalog = params.get("catalog") or {}
     unknown = [n for n in selected if n not in catalog]
     if unknown:

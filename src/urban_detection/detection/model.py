@@ -387,7 +387,6 @@ class RetinaNetDetector(keras_hub.models.RetinaNetObjectDetector):
             anchor_generator, bounding_box_format=bounding_box_format, encoding_format="center_xywh", dtype="float32"
         )
         init = keras.initializers.RandomNormal(stddev=head_kernel_stddev)
-        prior_bias = float(-np.log((1 - classification_head_prior_probability) / classification_head_prior_probability))
 
         def head(outputs_per_anchor, name, bias):
             return PredictionHead(

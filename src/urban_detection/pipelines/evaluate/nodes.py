@@ -24,21 +24,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from urban_detection.pipelines.common import is_selected, load_partition
+
 log = logging.getLogger(__name__)
 
 
-def _load(value: Any) -> Any:
-    """PartitionedDataset partitions load lazily: they are callables."""
-    return value() if callable(value) else value
-
-
-def _selected(name: str, params: dict) -> bool:
-    wanted = params.get("experiments")
-    if wanted in (None, "", "all"):
-        return True
-    if isinstance(wanted, str):
-        wanted = [w.strip() for w in wanted.strip("[]").split(",") if w.strip()]
-    return name in wanted
 
 
 def checkpoint_step(checkpoint: str | None) -> int | None:
@@ -69,7 +59,7 @@ def model_source(name: str, train_result: dict | None, experiment_configs: dict 
         return {"available": False, "reason": f"no checkpoint in {checkpoint_dir} ({why})"}
     config = result.get("config")
     if config is None and experiment_configs and name in experiment_configs:
-        config = _load(experiment_configs[name])
+        config = load_partition(experiment_configs[name])
     spec = dict((config or {}).get("model") or {})
     spec.setdefault("arch", result.get("arch"))
     spec.setdefault("image_size", result.get("image_size"))
@@ -120,7 +110,7 @@ def make_export_node(name: str) -> Callable:
         from urban_detection.detection.train import export_model
 
         params = params or {}
-        if not _selected(name, params):
+        if not is_selected(name, params):
             return {"experiment": name, "exported": False, "reason": "not in evaluate.experiments"}
         source = model_source(name, train_result, experiment_configs, paths["models"])
         if not source["available"]:
@@ -177,7 +167,7 @@ def make_evaluate_node(name: str) -> Callable:
     def evaluate(train_result: dict, experiment_configs: dict, split_manifest: pd.DataFrame,
                  frame_index: pd.DataFrame, params: dict, paths: dict) -> tuple[dict, dict, dict]:
         params = params or {}
-        if not _selected(name, params):
+        if not is_selected(name, params):
             return _skipped(name, "not in evaluate.experiments"), {}, {}
         source = model_source(name, train_result, experiment_configs, paths["models"])
         if not source["available"]:

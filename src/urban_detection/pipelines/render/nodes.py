@@ -14,6 +14,8 @@ from typing import Callable
 
 import pandas as pd
 
+from urban_detection.pipelines.common import is_selected
+
 log = logging.getLogger(__name__)
 
 
@@ -34,14 +36,6 @@ def trip_path(frame_index: pd.DataFrame, trip: str) -> str | None:
     return str(paths[0]) if len(paths) else None
 
 
-def _selected(name: str, params: dict) -> bool:
-    wanted = params.get("experiments")
-    if wanted in (None, "", "all"):
-        return True
-    if isinstance(wanted, str):
-        wanted = [w.strip() for w in wanted.strip("[]").split(",") if w.strip()]
-    return name in wanted
-
 
 def load_detector(export_info: dict, model_format: str = "saved_model"):
     """The exported detector: the SavedModel (default) or the ``.keras`` model."""
@@ -61,7 +55,7 @@ def make_render_node(name: str) -> Callable:
         from urban_detection.detection.render import render_video, trip_frame_source
 
         params = params or {}
-        if not _selected(name, params):
+        if not is_selected(name, params):
             return {"experiment": name, "rendered": False, "reason": "not in render.experiments"}
         if not (export_info or {}).get("exported"):
             reason = (export_info or {}).get("reason", "no exported model")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 
 from urban_detection.detection.config import resolve_experiments
+from urban_detection.pipelines.common import load_partition
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ def split_paths(split_manifest: pd.DataFrame, frame_index: pd.DataFrame, split: 
     return paths
 
 
-def _load(value: Any) -> Any:
-    """PartitionedDataset loads lazily: partitions are callables."""
-    return value() if callable(value) else value
-
 
 def make_train_node(name: str) -> Callable:
     """The training node of experiment ``name`` (a named function, for ``kedro viz``)."""
@@ -53,7 +50,7 @@ def make_train_node(name: str) -> Callable:
         if name not in configs:
             log.info("experiment %s not selected in train.experiments: skipped", name)
             return result
-        cfg = _load(configs[name])
+        cfg = load_partition(configs[name])
         initial_weights = None
         if cfg.get("parent"):
             parent = parent_result or {}
