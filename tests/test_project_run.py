@@ -1,4 +1,6 @@
-"""End to end through Kedro: synthetic trips -> ingest -> split -> configs -> training chain."""
+"""End to end through Kedro: synthetic trips -> ingest -> split -> configs -> training chain.
+
+The ``train`` pipeline includes ingest and split, so it runs from an empty data folder."""
 from __future__ import annotations
 
 import json
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_ingest_split_and_finetune_chain_end_to_end(tiny_project: Path):
     params = json.loads(json.dumps(TINY_PARAMS))
     params["train"]["experiments"] = ["augmentations2_small_lr", "augs3"]
-    run_kedro(tiny_project, ["ingest", "split", "train"], params)
+    run_kedro(tiny_project, ["train"], params)  # like `kedro run --pipeline=train` on a fresh clone
 
     report = json.loads((tiny_project / "data/08_reporting/ingest_report.json").read_text())
     assert report["files"] == 6 and report["trips"] == 6

@@ -4,6 +4,12 @@ from kedro.pipeline import Pipeline
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    pipelines = find_pipelines(raise_errors=True)
+    pipelines = find_pipelines(raise_errors=True)  # Kedro 1.x may load only the requested ones
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    if "train" in pipelines:
+        # `kedro run --pipeline=train` must work from a fresh clone: it brings the data it
+        # trains on (ingest and split reuse what is already up to date, so this is cheap).
+        from urban_detection.pipelines import ingest, split
+
+        pipelines["train"] = ingest.create_pipeline() + split.create_pipeline() + pipelines["train"]
     return pipelines
