@@ -1,7 +1,12 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+import warnings
 from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
+
+# Library deprecation chatter that says nothing about this project's runs.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 def _project_root() -> str:
