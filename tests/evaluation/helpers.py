@@ -87,7 +87,7 @@ def config(steps: int) -> dict:
     }
 
 
-def train_tiny(model_dir: Path, paths: list[str], steps: int = 150):
+def train_tiny(model_dir: Path, paths: list[str], steps: int = 250):
     """Train the small detector a few steps (it learns the two coloured boxes); returns the model."""
     from urban_detection.detection.data import make_dataset
     from urban_detection.detection.model import build_detector
@@ -96,7 +96,7 @@ def train_tiny(model_dir: Path, paths: list[str], steps: int = 150):
     tf.keras.utils.set_random_seed(0)
     cfg = config(steps)
     model = build_detector(ARCH, image_size=IMAGE_SIZE)
-    ds = make_dataset(paths, IMAGE_SIZE, 4, training=True, shuffle_buffer=32, cache=True, seed=0)
+    ds = make_dataset(paths, IMAGE_SIZE, 4, training=True, shuffle_buffer=32, cache=True, seed=0, deterministic=True)
     train(model, ds, None, steps=steps, checkpoint_dir=model_dir / "checkpoints", checkpoint_every=steps,
           log_every=50, optimizer=cfg["optimizer"])
     model.save_weights(model_dir / "final.weights.h5")  # as the train pipeline does at the end

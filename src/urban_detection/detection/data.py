@@ -102,6 +102,7 @@ def make_dataset(
     cache: bool = False,
     seed: int = 0,
     repeat: bool | None = None,
+    deterministic: bool | None = None,
     report: dict | None = None,
 ) -> tf.data.Dataset:
     """Batches ``(images, {"boxes", "labels"})`` for training or loss evaluation.
@@ -111,8 +112,9 @@ def make_dataset(
     last batch dropped so every batch has static shape. ``training=False``:
     file order kept, no augmentation, one pass, last batch kept. ``cache=True``
     keeps decoded uint8 images in memory (resized to ``S x S`` when there is no
-    augmentation, else at their original size) -- for small datasets. When a
-    ``report`` dict is given it is filled with :func:`summarize_records` (frames,
+    augmentation, else at their original size) -- for small datasets. ``deterministic`` keeps the
+    element order of parallel steps (default: only when not training), e.g. for
+    reproducible tests. When a ``report`` dict is given it is filled with :func:`summarize_records` (frames,
     frames without boxes, dropped boxes, bad records; an extra pass over the
     records that does not decode images) and a summary is logged. Records that fail to parse or decode are skipped with
     a warning (see :func:`summarize_records` for counts).
@@ -124,6 +126,7 @@ def make_dataset(
                  "%d bad records skipped", report["frames"], len(paths), report["frames_without_boxes"],
                  report["unknown_label_boxes"] + report["degenerate_boxes"], report["bad_records"])
     repeat = training if repeat is None else repeat
+    ordered = (not training) if deterministic is None else bool(deterministic)
     files = tf.data.Dataset.from_tensor_slices(paths)
     if training and len(paths) > 1:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
@@ -131,7 +134,7 @@ def make_dataset(
         tf.data.TFRecordDataset,
         cycle_length=min(len(paths), 8),
         num_parallel_calls=AUTOTUNE,
-        deterministic=not training,
+        deterministic=ordered,
     )
     augment = augment_fn if training else None
     # Without augmentation the image can be resized right after decoding (less memory in the
@@ -148,7 +151,7 @@ def make_dataset(
 
     if training and not cache:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not training).ignore_errors(log_warning=True)
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=ordered).ignore_errors(log_warning=True)
     if cache:
         ds = ds.cache()
         if training:
@@ -167,7 +170,7 @@ def make_dataset(
         boxes, labels = pad_boxes(boxes * float(image_size), labels, max_boxes)  # pixel yxyx
         return tf.ensure_shape(image, [image_size, image_size, 3]), {"boxes": boxes, "labels": labels}
 
-    ds = ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    ds = ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=ordered)
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
