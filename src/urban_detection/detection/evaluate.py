@@ -128,22 +128,10 @@ def detect_batch(model: Any, images: Any, image_size: int | None = None,
 
 def od_api_to_records(outputs: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
     """Object Detection API style outputs (padded batch arrays) to per-image records."""
-    boxes = np.asarray(outputs["detection_boxes"], np.float32)
-    scores = np.asarray(outputs["detection_scores"], np.float32)
-    classes = np.asarray(outputs["detection_classes"])
-    num = np.asarray(outputs["num_detections"]).reshape(-1)
-    records = []
-    for i in range(boxes.shape[0]):
-        n = int(num[i])
-        order = np.argsort(-scores[i, :n], kind="stable")
-        records.append(
-            {
-                "boxes": np.clip(boxes[i, :n][order], 0.0, 1.0).astype(np.float32),
-                "scores": scores[i, :n][order].astype(np.float32),
-                "labels": classes[i, :n][order].astype(np.int32),
-            }
-        )
-    return records
+    from urban_detection.detection.model import split_detections
+
+    return split_detections(outputs["detection_boxes"], outputs["detection_scores"],
+                            outputs["detection_classes"], outputs["num_detections"])
 
 
 def predict_split(

@@ -682,6 +682,28 @@ def _assign_matching(model, other, source):
 # --------------------------------------------------------------------------- inference
 
 
+def split_detections(boxes, scores, label_ids, num_detections) -> list[dict[str, np.ndarray]]:
+    """Padded batch arrays (normalised yxyx ``boxes``, ``scores``, ``label_ids``) to per-image
+    records ``{"boxes", "scores", "labels"}`` holding the first ``num_detections`` of each
+    image, sorted by score, boxes clipped to [0, 1]."""
+    boxes = np.asarray(boxes, np.float32)
+    scores = np.asarray(scores, np.float32)
+    label_ids = np.asarray(label_ids)
+    num = np.asarray(num_detections).reshape(-1)
+    out = []
+    for i in range(boxes.shape[0]):
+        n = int(num[i])
+        order = np.argsort(-scores[i, :n], kind="stable")
+        out.append(
+            {
+                "boxes": np.clip(boxes[i, :n][order], 0.0, 1.0).astype(np.float32),
+                "scores": scores[i, :n][order].astype(np.float32),
+                "labels": label_ids[i, :n][order].astype(np.int32),
+            }
+        )
+    return out
+
+
 def postprocess_detections(predictions: dict, image_size: int | tuple[int, int]) -> list[dict[str, np.ndarray]]:
     """Turn decoded model output into per-image numpy dicts in project conventions.
 
@@ -692,22 +714,8 @@ def postprocess_detections(predictions: dict, image_size: int | tuple[int, int])
     """
     h, w = (image_size, image_size) if np.isscalar(image_size) else image_size
     scale = np.asarray([h, w, h, w], np.float32)
-    boxes = np.asarray(predictions["boxes"], np.float32)
-    scores = np.asarray(predictions["confidence"], np.float32)
-    labels = np.asarray(predictions["labels"])
-    num = np.asarray(predictions["num_detections"]).reshape(-1)
-    out = []
-    for i in range(boxes.shape[0]):
-        n = int(num[i])
-        order = np.argsort(-scores[i, :n], kind="stable")
-        out.append(
-            {
-                "boxes": np.clip(boxes[i, :n][order] / scale, 0.0, 1.0).astype(np.float32),
-                "scores": scores[i, :n][order].astype(np.float32),
-                "labels": indices_to_label_ids(labels[i, :n][order]),
-            }
-        )
-    return out
+    return split_detections(np.asarray(predictions["boxes"], np.float32) / scale, predictions["confidence"],
+                            indices_to_label_ids(np.asarray(predictions["labels"])), predictions["num_detections"])
 
 
 def detect(model, images) -> list[dict[str, np.ndarray]]:
