@@ -1,6 +1,7 @@
 """Tiny data and a tiny trained detector for the evaluation/export/render tests."""
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -8,6 +9,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from PIL import Image, ImageDraw
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from urban_detection.waymo.example import DetectionExample, encode_example
 
@@ -101,3 +104,19 @@ def train_tiny(model_dir: Path, paths: list[str], steps: int = 250):
           log_every=50, optimizer=cfg["optimizer"])
     model.save_weights(model_dir / "final.weights.h5")  # as the train pipeline does at the end
     return model, cfg
+
+
+def plain_pycocotools(gt_file, det_file):
+    """The 12 stats and per-class AP@[.5:.95] straight from pycocotools on the JSON files."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        dt = gt.loadRes(str(det_file))
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    per_class = {}
+    for k, cat in enumerate(ev.params.catIds):
+        p = ev.eval["precision"][:, :, k, 0, -1]
+        per_class[gt.cats[cat]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
+    return list(ev.stats), per_class

@@ -1,7 +1,5 @@
 """detection/evaluate.py: prediction records, COCO evaluation cross-checked with plain pycocotools,
 large-box filter, losses, comparison report."""
-import contextlib
-import io
 import json
 import math
 
@@ -9,8 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from urban_detection.detection.coco import PER_CLASS_AP, SUMMARY_METRICS
 from urban_detection.detection.evaluate import (
@@ -25,7 +21,7 @@ from urban_detection.detection.evaluate import (
     select_examples,
 )
 
-from .helpers import ARCH, IMAGE_SIZE, frame
+from .helpers import ARCH, IMAGE_SIZE, frame, plain_pycocotools
 
 
 def test_trained_model_loads_from_final_weights_and_from_a_checkpoint(tiny_trained):
@@ -41,22 +37,6 @@ def test_trained_model_loads_from_final_weights_and_from_a_checkpoint(tiny_train
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
     with pytest.raises(ValueError, match="weights_file or checkpoint"):
         load_trained_model(ARCH, IMAGE_SIZE)
-
-
-def plain_pycocotools(gt_file, det_file):
-    """The 12 stats and per-class AP@[.5:.95] straight from pycocotools on the JSON files."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_file))
-        dt = gt.loadRes(str(det_file))
-        ev = COCOeval(gt, dt, iouType="bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    per_class = {}
-    for k, cat in enumerate(ev.params.catIds):
-        p = ev.eval["precision"][:, :, k, 0, -1]
-        per_class[gt.cats[cat]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
-    return list(ev.stats), per_class
 
 
 def same(ours, theirs):

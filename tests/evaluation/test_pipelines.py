@@ -1,25 +1,22 @@
 """The evaluate and render Kedro pipelines end to end on the tiny trained model (slow)."""
-import contextlib
-import io
 import json
 import shutil
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.partitions import PartitionedDataset
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from urban_detection.detection.coco import PER_CLASS_AP, SUMMARY_METRICS
 from urban_detection.pipelines.evaluate import create_pipeline as evaluate_pipeline
 from urban_detection.pipelines.evaluate.nodes import compare_experiments, make_evaluate_node, make_export_node
 from urban_detection.pipelines.render import create_pipeline as render_pipeline
 from urban_detection.pipelines.train.pipeline import defined_experiments
+
+from .helpers import plain_pycocotools
 
 pytestmark = pytest.mark.slow
 
@@ -41,20 +38,6 @@ def tracking(tmp_path, monkeypatch):
     with mlflow.start_run() as parent:
         yield parent
     mlflow.set_tracking_uri(None)
-
-
-def plain_stats(gt_file, det_file):
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_file))
-        ev = COCOeval(gt, gt.loadRes(str(det_file)), iouType="bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    per_class = {}
-    for k, cat in enumerate(ev.params.catIds):
-        p = ev.eval["precision"][:, :, k, 0, -1]
-        per_class[gt.cats[cat]["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
-    return list(ev.stats), per_class
 
 
 def test_evaluate_pipeline_saves_files_whose_metrics_pycocotools_reproduces(tiny_data, tiny_trained, tmp_path,
@@ -89,14 +72,14 @@ def test_evaluate_pipeline_saves_files_whose_metrics_pycocotools_reproduces(tiny
         f"{s}_{k}.json" for s in ("val", "test") for k in ("ground_truth", "detections", "detections_filtered"))
     for split in ("val", "test"):
         doc = metrics["splits"][split]
-        stats, per_class = plain_stats(files / f"{split}_ground_truth.json", files / f"{split}_detections.json")
+        stats, per_class = plain_pycocotools(files / f"{split}_ground_truth.json", files / f"{split}_detections.json")
         for name, value in zip(SUMMARY_METRICS, stats):
             ours = doc["metrics"][name]
             assert (value == -1) if ours is None else ours == pytest.approx(value, abs=1e-12), (split, name)
         for cls, value in per_class.items():
             ours = doc["metrics"][PER_CLASS_AP.format(cls)]
             assert (value == -1) if ours is None else ours == pytest.approx(value, abs=1e-12), (split, cls)
-        fstats, _ = plain_stats(files / f"{split}_ground_truth.json", files / f"{split}_detections_filtered.json")
+        fstats, _ = plain_pycocotools(files / f"{split}_ground_truth.json", files / f"{split}_detections_filtered.json")
         assert doc["large_box_filter"]["metrics"]["DetectionBoxes_Precision/mAP"] == pytest.approx(fstats[0])
         assert doc["large_box_filter"]["dropped"]["pedestrian"] > 0  # 0.05 of the image: every pedestrian box
         assert doc["large_box_filter"]["delta"][PER_CLASS_AP.format("pedestrian")] < 0
