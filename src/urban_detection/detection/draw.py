@@ -43,7 +43,8 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _to_uint8_rgb(image: Any) -> np.ndarray:
+def to_uint8_rgb(image: Any) -> np.ndarray:
+    """An HxW (grey) or HxWx3/4 array as contiguous-channel uint8 RGB, values clipped to [0, 255]."""
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
@@ -71,7 +72,7 @@ def draw_detections(
     thick. With ``show_labels`` a caption ("vehicle 0.87", or "vehicle" without
     scores) on a class-coloured band sits above the box (inside it at the top edge).
     """
-    arr = _to_uint8_rgb(image)
+    arr = to_uint8_rgb(image)
     height, width = arr.shape[:2]
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     lab = np.asarray(labels).reshape(-1)

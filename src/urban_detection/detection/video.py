@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from urban_detection.detection.draw import to_uint8_rgb
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,14 +25,10 @@ logger = logging.getLogger(__name__)
 
 
 def _as_frame(frame: Any, index: int, size: tuple[int, int] | None) -> np.ndarray:
-    arr = np.asarray(frame)
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise ValueError(f"frame {index}: expected HxWx3, got shape {arr.shape}")
-    arr = arr[..., :3]
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    try:
+        arr = to_uint8_rgb(frame)
+    except ValueError as err:
+        raise ValueError(f"frame {index}: {err}") from None
     if size is not None and arr.shape[:2] != size:
         logger.warning(
             "frame %d: size %s differs from the first frame's %s; resizing",
