@@ -1,10 +1,14 @@
-"""Project pipelines, found by ``find_pipelines``; ``__default__`` runs them all."""
+"""Project pipelines, found by ``find_pipelines``; ``__default__`` runs them all.
+
+The train, evaluate and render pipelines hold one namespace per experiment selected in
+``train.experiments`` (see :mod:`urban_detection.pipelines.selection`).
+"""
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    pipelines = find_pipelines(raise_errors=True)  # Kedro 1.x may load only the requested ones
+    pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     if "train" in pipelines:
         # `kedro run --pipeline=train` must work from a fresh clone: it brings the data it

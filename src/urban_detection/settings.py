@@ -4,9 +4,12 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
+from urban_detection.hooks import ExperimentSelectionHooks
+
 # Library deprecation chatter that says nothing about this project's runs.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
+warnings.filterwarnings("ignore", message=r".*contain '.' characters.*")  # "<experiment>.model" is namespaced
 
 
 def _project_root() -> str:
@@ -22,6 +25,8 @@ def _project_root() -> str:
             return folder.as_posix()
     return here.as_posix()
 
+
+HOOKS = (ExperimentSelectionHooks(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

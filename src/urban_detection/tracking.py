@@ -1,14 +1,16 @@
 """MLflow helpers for per-experiment child runs (the kedro run is the parent).
 
-kedro-mlflow opens the parent run for every ``kedro run``; each experiment gets its
-own child run tagged ``experiment=<name>``, reused when training resumes so one
-experiment's history stays in one run.
+kedro-mlflow opens the parent run for every ``kedro run``; each trained model gets its
+own child run, named ``<experiment> <fingerprint[:8]> <start time>`` and tagged with
+``experiment`` and ``fingerprint``, holding the params the model was trained with.
+Resumed training reopens the run of the same fingerprint; evaluation and rendering log
+into the run recorded with the model, so its metrics sit beside its params.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
+import time
 from typing import Iterator
 
 import mlflow
@@ -16,43 +18,45 @@ import mlflow
 from urban_detection.detection.config import flatten
 
 log = logging.getLogger(__name__)
-RUN_ID_FILE = "mlflow_run_id.txt"
+
+
+def _usable(run_id: str | None) -> bool:
+    if not run_id:
+        return False
+    try:
+        return mlflow.get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:  # noqa: BLE001 - unknown run (e.g. a fresh mlflow.db)
+        return False
 
 
 @contextlib.contextmanager
-def experiment_run(name: str, model_dir: str | Path, config: dict | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Open (or re-open) the MLflow child run of experiment ``name``.
-
-    The run id is remembered in ``<model_dir>/mlflow_run_id.txt`` so that resumed
-    training, evaluation and rendering log into the same run.
-    """
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    id_file = model_dir / RUN_ID_FILE
-    run_id = id_file.read_text().strip() if id_file.exists() else None
-    if run_id:
-        try:
-            if mlflow.get_run(run_id).info.lifecycle_stage != "active":
-                run_id = None
-        except Exception:  # noqa: BLE001 - unknown run (e.g. a fresh mlflow.db): start a new one
-            run_id = None
+def experiment_run(name: str, config: dict | None = None, provenance: dict | None = None,
+                   run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Open the MLflow child run ``run_id`` when it exists, else a new one for this model."""
     parent = mlflow.active_run()
-    tags = {"experiment": name}
+    if parent is not None and run_id and parent.info.run_id == run_id:
+        yield parent
+        return
+    if _usable(run_id):
+        with mlflow.start_run(run_id=run_id, nested=parent is not None) as run:
+            yield run
+        return
+    fingerprint = (provenance or {}).get("fingerprint", "")
+    tags = {"experiment": name, "fingerprint": fingerprint}
     if parent is not None:
         tags["mlflow.parentRunId"] = parent.info.run_id
-    if run_id:
-        ctx = mlflow.start_run(run_id=run_id, nested=parent is not None)
-    else:
-        ctx = mlflow.start_run(run_name=name, nested=parent is not None, tags=tags)
-    with ctx as run:
-        id_file.write_text(run.info.run_id)
-        if config is not None and not run_id:
+    run_name = f"{name} {fingerprint[:8]} {time.strftime('%Y-%m-%d %H:%M')}".replace("  ", " ")
+    with mlflow.start_run(run_name=run_name, nested=parent is not None, tags=tags) as run:
+        if config is not None:
             mlflow.log_params(flatten(config))
+            mlflow.log_dict(config, "config.yml")
+        if provenance:
+            mlflow.log_params({f"provenance.{k}": v for k, v in provenance.items()})
         yield run
 
 
 def mlflow_key(name: str) -> str:
-    """MLflow metric keys allow only ``[A-Za-z0-9_\-. :/]``: the Object Detection API's
+    """MLflow metric keys allow only ``[A-Za-z0-9_\\-. :/]``: the Object Detection API's
     ``@`` becomes ``_at_`` and parentheses are dropped, e.g.
     ``DetectionBoxes_Precision/mAP@.50IOU`` -> ``DetectionBoxes_Precision/mAP_at_.50IOU`` and
     ``DetectionBoxes_Recall/AR@100 (small)`` -> ``DetectionBoxes_Recall/AR_at_100 small``.

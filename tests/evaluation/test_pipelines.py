@@ -1,30 +1,33 @@
-"""The evaluate and render Kedro pipelines end to end on the tiny trained model (slow)."""
+"""The evaluate and render Kedro pipelines on the tiny trained model, through their catalog datasets (slow)."""
 import json
 import shutil
+from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.partitions import PartitionedDataset
 
+from urban_detection.datasets import DetectorDataset, ExportDataset, VideoDataset
 from urban_detection.detection.coco import PER_CLASS_AP, SUMMARY_METRICS
+from urban_detection.detection.provenance import provenance
+from urban_detection.detection.trained import TrainedDetector
+from urban_detection.pipelines import selection
 from urban_detection.pipelines.evaluate import create_pipeline as evaluate_pipeline
-from urban_detection.pipelines.evaluate.nodes import compare_experiments, make_evaluate_node, make_export_node
+from urban_detection.pipelines.evaluate.nodes import StaleModelError, compare_experiments, make_evaluate_node
 from urban_detection.pipelines.render import create_pipeline as render_pipeline
-from urban_detection.pipelines.train.pipeline import defined_experiments
+from urban_detection.waymo.trips import Trips, data_fingerprint
 
 from .helpers import plain_pycocotools
 
 pytestmark = pytest.mark.slow
 
 EVALUATE = {
-    "experiments": None, "splits": ["val", "test"], "batch_size": 4, "max_frames": None, "loss_batches": None,
+    "splits": ["val", "test"], "batch_size": 4, "max_frames": None, "loss_batches": None,
     "pr_iou": 0.5, "examples": {"split": "test", "count": 2, "score_threshold": 0.3},
     "large_box_filter": {"enabled": True, "max_area_frac": {"vehicle": 0.6, "pedestrian": 0.05, "cyclist": 0.4}},
-    "export": {"log_to_mlflow": True},
 }
 NAME = "fast_cpu"
 
@@ -40,33 +43,50 @@ def tracking(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(None)
 
 
-def test_evaluate_pipeline_saves_files_whose_metrics_pycocotools_reproduces(tiny_data, tiny_trained, tmp_path,
-                                                                             tracking, request):
+@pytest.fixture()
+def selected():
+    selection.configure({"experiments": [NAME], "catalog": {NAME: {}}})
+    yield
+    selection.configure(None)
+    selection._train_params = None
+
+
+def tiny_trips(tiny_data) -> Trips:
+    index = tiny_data["frame_index"].copy()
+    index["image_hash"] = index["trip"] + "/" + index["frame"].astype(str)
+    return Trips(root=Path(tiny_data["paths"]["trip_train"]).parent, index=index)
+
+
+def tiny_detector(tiny_trained, trips, manifest) -> TrainedDetector:
+    cfg = {**tiny_trained["config"], "name": NAME}
+    record = provenance(cfg, data_fingerprint(trips, manifest, "train"))
+    return TrainedDetector(model=tiny_trained["model"], config=cfg, provenance=record,
+                           step=int(cfg["train"]["steps"]), run_id=None)
+
+
+def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_trained, tmp_path, tracking, selected):
     out = tmp_path / "data"
-    train_results = {f"{n}.train_result": {"experiment": n, "selected": False,
-                                           "model_dir": str(out / "06_models" / n),
-                                           "checkpoint_dir": str(out / "06_models" / n / "checkpoints")}
-                     for n in defined_experiments(request.config.rootpath / "conf")}
-    train_results[f"{NAME}.train_result"] = {"experiment": NAME, "selected": True, "final_step": 150,
-                                             "model_dir": str(tiny_trained["model_dir"]),
-                                             "checkpoint_dir": str(tiny_trained["checkpoint_dir"])}
-    datasets = {k: MemoryDataset(v) for k, v in train_results.items()}
-    datasets.update({
-        "experiment_configs": MemoryDataset({NAME: tiny_trained["config"]}),
-        "split_manifest": MemoryDataset(tiny_data["split_manifest"]),
-        "frame_index": MemoryDataset(tiny_data["frame_index"]),
+    trips, manifest = tiny_trips(tiny_data), tiny_data["split_manifest"]
+    trained = tiny_detector(tiny_trained, trips, manifest)
+    DetectorDataset(str(out / "06_models" / NAME / "model")).save(trained)
+    catalog = DataCatalog(datasets={
+        f"{NAME}.model": DetectorDataset(str(out / "06_models" / NAME / "model")),
+        f"{NAME}.config": MemoryDataset(trained.config),
+        f"{NAME}.export": ExportDataset(str(out / "06_models" / NAME / "export")),
+        "trips": MemoryDataset(trips, copy_mode="assign"),
+        "split_manifest": MemoryDataset(manifest),
         "params:evaluate": MemoryDataset(EVALUATE),
-        "params:paths": MemoryDataset({"models": str(out / "06_models"), "reporting": str(out / "08_reporting")}),
         f"{NAME}.metrics": JSONDataset(filepath=str(out / "08_reporting" / NAME / "metrics.json")),
-        "baseline.metrics": JSONDataset(filepath=str(out / "08_reporting" / "baseline" / "metrics.json")),
         f"{NAME}.coco_files": PartitionedDataset(path=str(out / "07_model_output" / NAME),
                                                  dataset="json.JSONDataset", filename_suffix=".json"),
     })
-    catalog = DataCatalog(datasets=datasets)
-    SequentialRunner().run(evaluate_pipeline(), catalog)
+    pipe = evaluate_pipeline()
+    assert {n.name for n in pipe.nodes} == {f"{NAME}.export", f"{NAME}.evaluate", "compare_experiments"}
+    SequentialRunner().run(pipe, catalog)
 
     metrics = json.loads((out / "08_reporting" / NAME / "metrics.json").read_text())
-    assert metrics["evaluated"] and metrics["step"] == 150 and set(metrics["splits"]) == {"val", "test"}
+    assert metrics["evaluated"] and set(metrics["splits"]) == {"val", "test"}
+    assert metrics["step"] == trained.step and metrics["fingerprint"] == trained.fingerprint
     files = out / "07_model_output" / NAME
     assert sorted(p.name for p in files.iterdir()) == sorted(
         f"{s}_{k}.json" for s in ("val", "test") for k in ("ground_truth", "detections", "detections_filtered"))
@@ -82,94 +102,84 @@ def test_evaluate_pipeline_saves_files_whose_metrics_pycocotools_reproduces(tiny
         fstats, _ = plain_pycocotools(files / f"{split}_ground_truth.json", files / f"{split}_detections_filtered.json")
         assert doc["large_box_filter"]["metrics"]["DetectionBoxes_Precision/mAP"] == pytest.approx(fstats[0])
         assert doc["large_box_filter"]["dropped"]["pedestrian"] > 0  # 0.05 of the image: every pedestrian box
-        assert doc["large_box_filter"]["delta"][PER_CLASS_AP.format("pedestrian")] < 0
         assert set(doc["losses"]) >= {"loss/classification", "loss/localization", "loss/total"}
-        assert doc["frames"] == {"val": 4, "test": 5}[split]
-        assert doc["timing"]["inference_s"] > 0 and doc["timing"]["coco_s"] > 0
+        assert doc["frames"] == {"val": len(tiny_data["frame_index"].query("trip == 'trip_val'")),
+                                 "test": len(tiny_data["frame_index"].query("trip == 'trip_test'"))}[split]
         assert len(doc["pr_curves"]["vehicle"]) == 101
-    assert metrics["splits"]["test"]["metrics"]["DetectionBoxes_Precision/mAP@.50IOU"] > 0.5
 
-    # other experiments were skipped quickly and said why
-    skipped = catalog.load("baseline.metrics")
-    assert skipped == {"experiment": "baseline", "evaluated": False,
-                       "reason": skipped["reason"]} and "no checkpoint" in skipped["reason"]
-    assert catalog.load("baseline.export_info")["exported"] is False
+    # export: the dataset wrote both formats, loading gives the SavedModel detector with its provenance
+    export = catalog.load(f"{NAME}.export")
+    assert export.info["fingerprint"] == trained.fingerprint and export.info["image_size"] == trained.image_size
+    assert (out / "06_models" / NAME / "export" / "model.keras").is_file()
 
-    # export
-    export_info = catalog.load(f"{NAME}.export_info")
-    assert export_info["exported"] and export_info["step"] == 150 and export_info["image_size"] == 64
-    assert (tiny_trained["model_dir"] / "export" / "model.keras").is_file()
-    assert (tiny_trained["model_dir"] / "export" / "saved_model" / "saved_model.pb").is_file()
-
-    # figures and comparison
     figures = catalog.load(f"{NAME}.evaluation_figures")
     assert {"pr_curves_val.png", "pr_curves_test.png"} <= set(figures)
-    assert sum(k.startswith("test_example_") for k in figures) == 2
     table = catalog.load("evaluation_comparison")
-    assert list(table.columns) == ["split", "metric", NAME]  # only evaluated experiments get a column
+    assert list(table.columns) == ["split", "metric", NAME]
     row = table[(table.split == "test") & (table.metric == "DetectionBoxes_Precision/mAP")]
     assert row[NAME].item() == pytest.approx(metrics["splits"]["test"]["metrics"]["DetectionBoxes_Precision/mAP"])
-    assert "large_box_filter/DetectionBoxes_Precision/mAP" in set(table.metric)
-    assert "loss/total" in set(table.metric)
     md = catalog.load("evaluation_comparison_md")
-    assert "## val" in md and "## test" in md and "not evaluated (no checkpoint): baseline" in md
+    assert "## val" in md and "## test" in md and trained.fingerprint[:12] in md and "not evaluated" not in md
 
-    # MLflow: the experiment's child run has the metrics and the files
+    # MLflow: the model's run (new here, as the model has none) holds its params, fingerprint and metrics
     client = mlflow.tracking.MlflowClient()
-    child_id = (tiny_trained["model_dir"] / "mlflow_run_id.txt").read_text().strip()
-    child = client.get_run(child_id)
+    runs = client.search_runs([tracking.info.experiment_id], f"tags.experiment = '{NAME}'")
+    assert len(runs) == 1
+    child = runs[0]
+    assert child.data.tags["fingerprint"] == trained.fingerprint
     assert child.data.tags["mlflow.parentRunId"] == tracking.info.run_id
+    assert child.data.params["model.image_size"] == str(trained.image_size)
     assert child.data.metrics["test/DetectionBoxes_Precision/mAP"] == pytest.approx(
         metrics["splits"]["test"]["metrics"]["DetectionBoxes_Precision/mAP"])
-    assert "val/DetectionBoxes_Precision/mAP_at_.50IOU" in child.data.metrics
-    assert "test/loss/total" in child.data.metrics
-    history = client.get_metric_history(child_id, "test/DetectionBoxes_Precision/mAP")
-    assert [m.step for m in history] == [150]
-    coco = {a.path for a in client.list_artifacts(child_id, "evaluation/coco")}
-    assert "evaluation/coco/test_detections.json" in coco and "evaluation/coco/val_ground_truth.json" in coco
-    assert {a.path for a in client.list_artifacts(child_id, "export")} >= {"export/model.keras",
-                                                                            "export/saved_model"}
 
-    # render, from the export, reading the raw segment of the test trip at full rate
+    # render from the export, reading the raw segment of the test trip at full rate
     from urban_detection.waymo.synthetic import write_trip
 
     raw_dir = tmp_path / "raw"
     segment = write_trip(raw_dir, 1, frames=12, width=96, height=64, cameras=("FRONT",))
     shutil.move(segment, raw_dir / "trip_test.tfrecord")
-    render_params = {"experiments": None, "trip": None, "split": "test", "raw_dir": str(raw_dir),
-                     "camera": "FRONT", "model_format": "saved_model", "score_threshold": 0.3, "fps": 10,
+    render_params = {"trip": None, "split": "test", "camera": "FRONT", "score_threshold": 0.3, "fps": 10,
                      "tracking": True, "tracker": {"max_age": 2}, "large_box_filter": EVALUATE["large_box_filter"],
                      "batch_size": 8, "max_frames": None, "max_side": 960, "gif": True, "gif_max_side": 48}
     catalog["params:render"] = MemoryDataset(render_params)
+    catalog["params:ingest.source_dir"] = MemoryDataset(str(raw_dir))
+    catalog[f"{NAME}.video"] = VideoDataset(str(out / "08_reporting" / "videos" / f"{NAME}.mp4"))
+    catalog[f"{NAME}.render_info"] = MemoryDataset()
     SequentialRunner().run(render_pipeline(), catalog)
     info = catalog.load(f"{NAME}.render_info")
-    assert info["rendered"] and info["trip"] == "trip_test" and info["source"] == "raw_segment"
+    assert info["trip"] == "trip_test" and info["source"] == "raw_segment" and info["fingerprint"] == trained.fingerprint
     assert info["frames"] == 12 and info["first_frame"] == 0 and info["last_frame"] == 11
-    video = out / "08_reporting" / "videos" / f"{NAME}_trip_test.mp4"
-    assert info["video"] == str(video) and video.stat().st_size > 0
-    assert (out / "08_reporting" / "videos" / f"{NAME}_trip_test.gif").is_file()
-    assert catalog.load("baseline.render_info")["rendered"] is False
-    child = client.get_run(child_id)
-    assert "render/frames_per_sec" in child.data.metrics
-    assert {a.path for a in client.list_artifacts(child_id, "videos")} >= {f"videos/{NAME}_trip_test.mp4"}
+    video = catalog.load(f"{NAME}.video")
+    assert len(video.frames) == 12 and video.fps == pytest.approx(10)
+    assert (out / "08_reporting" / "videos" / f"{NAME}.gif").is_file()
 
-    # without a raw segment the ingested frames are used (every 10th frame)
-    (raw_dir / "trip_test.tfrecord").unlink()
-    catalog["params:render"] = MemoryDataset({**render_params, "gif": False, "tracking": False})
-    SequentialRunner().run(render_pipeline().only_nodes_with_namespaces([NAME]), catalog)
+    # without a raw segment the ingested frames are used, and the info says so
+    shutil.move(raw_dir / "trip_test.tfrecord", tmp_path / "elsewhere.tfrecord")
+    catalog["params:render"] = MemoryDataset({**render_params, "gif": False, "tracking": False, "fps": 1})
+    SequentialRunner().run(render_pipeline(), catalog)
     info = catalog.load(f"{NAME}.render_info")
-    assert info["source"] == "trip_tfrecord" and info["frames"] == 5 and info["persistence_tracked"] is None
+    assert info["source"] == "trip_tfrecord" and info["persistence_tracked"] is None and "played at 1" in info["note"]
+    assert info["frames"] == len(tiny_data["frame_index"].query("trip == 'trip_test'"))
 
 
-def test_unselected_experiment_without_checkpoint_skips_quickly(tmp_path):
-    result = {"experiment": "baseline", "selected": False, "model_dir": str(tmp_path / "baseline"),
-              "checkpoint_dir": str(tmp_path / "baseline" / "checkpoints")}
-    paths = {"models": str(tmp_path), "reporting": str(tmp_path / "rep")}
-    doc, files, figures = make_evaluate_node("baseline")(result, {}, pd.DataFrame(), pd.DataFrame(), EVALUATE, paths)
-    assert doc["evaluated"] is False and "not selected" in doc["reason"] and files == {} and figures == {}
-    assert make_export_node("baseline")(result, {}, EVALUATE, paths)["exported"] is False
-    table, md, fig, pr = compare_experiments(EVALUATE, doc)
+def test_evaluation_refuses_a_model_of_another_config_or_data(tiny_data, tiny_trained):
+    trips, manifest = tiny_trips(tiny_data), tiny_data["split_manifest"]
+    trained = tiny_detector(tiny_trained, trips, manifest)
+    node = make_evaluate_node(NAME)
+    changed = json.loads(json.dumps(trained.config))
+    changed["model"]["image_size"] = 96
+    with pytest.raises(StaleModelError, match=r"model.image_size: 64 -> 96"):
+        node(trained, changed, trips, manifest, EVALUATE)
+    other_data = Trips(root=trips.root, index=trips.index.assign(image_hash=trips.index.image_hash + "x"))
+    with pytest.raises(StaleModelError, match="training data changed"):
+        node(trained, trained.config, other_data, manifest, EVALUATE)
+
+
+def test_no_selected_experiment_gives_no_branch_and_an_empty_comparison():
+    selection.configure({"experiments": [], "catalog": {NAME: {}}})
+    try:
+        assert not evaluate_pipeline().nodes and not render_pipeline().nodes
+    finally:
+        selection._train_params = None
+    table, md, _, _ = compare_experiments(EVALUATE)
     assert table.empty and "no experiment was evaluated" in md
-    picked = make_evaluate_node("baseline")(result, {}, pd.DataFrame(), pd.DataFrame(),
-                                            {**EVALUATE, "experiments": ["fast_cpu"]}, paths)[0]
-    assert picked["reason"] == "not in evaluate.experiments"

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from urban_detection.pipelines.split.nodes import SplitLeakError, assign_splits, verify_split
+from urban_detection.waymo.trips import Trips
 
 PARAMS = {"ratios": {"train": 0.75, "val": 0.15, "test": 0.10}, "seed": 3,
           "stratify_by": ["time_of_day", "weather"], "min_trips_to_stratify": 10}
@@ -20,7 +21,7 @@ def make_index(n_trips=40, frames=5, seed=0):
             rows.append(dict(trip=f"trip{t:03d}", frame=f * 10, time_of_day=tod, weather=weather,
                              n_vehicle=int(rng.integers(1, 9)), n_pedestrian=int(rng.integers(0, 4)),
                              n_cyclist=1, image_hash=f"h{t}-{f}"))
-    return pd.DataFrame(rows)
+    return Trips(root="/nonexistent", index=pd.DataFrame(rows))
 
 
 def test_split_is_trip_level_with_requested_ratios_and_strata():
@@ -32,9 +33,9 @@ def test_split_is_trip_level_with_requested_ratios_and_strata():
     # night (5 trips) and rain (8 trips) reach every split
     for col, value in (("time_of_day", "Night"), ("weather", "rain")):
         assert set(manifest.loc[manifest[col] == value, "split"]) == {"train", "val", "test"}
-    report = verify_split(manifest, index)
-    assert report["leaks"] == []
-    assert sum(s["frames"] for s in report["splits"].values()) == len(index)
+    verified, report = verify_split(manifest, index)
+    pd.testing.assert_frame_equal(verified, manifest)  # the verified manifest is the proposal, unchanged
+    assert sum(s["frames"] for s in report["splits"].values()) == len(index.index)
     assert report["splits"]["test"]["objects"]["cyclist"] == 4 * 5
 
 
@@ -64,28 +65,33 @@ def test_trip_in_two_splits_is_a_leak_naming_trip_and_splits():
     assert trip in str(err.value) and other in str(err.value)
 
 
-def test_same_images_under_two_trip_names_is_a_leak():
-    index = make_index(n_trips=12)
-    manifest = assign_splits(index, PARAMS)
-    a = manifest[manifest.split == "train"].trip.iloc[0]
-    b = manifest[manifest.split == "test"].trip.iloc[0]
+def _rename_copy(trips: Trips, a: str, b: str) -> Trips:
+    """Trip ``b``'s frames replaced by a copy of trip ``a``'s (one trip under two names)."""
+    index = trips.index
     copy = index[index.trip == a].copy()
-    index = index[index.trip != b]
     copy["trip"] = b
-    index = pd.concat([index, copy], ignore_index=True)
+    return Trips(root=trips.root, index=pd.concat([index[index.trip != b], copy], ignore_index=True))
+
+
+@pytest.mark.parametrize("other_split", ["test", "train"])
+def test_same_images_under_two_trip_names_is_a_leak(other_split):
+    """Across splits it leaks test frames into training; within one split it counts a trip twice."""
+    trips = make_index(n_trips=12)
+    manifest = assign_splits(trips, PARAMS)
+    train = manifest[manifest.split == "train"].trip
+    a, b = train.iloc[0], (manifest[manifest.split == "test"].trip.iloc[0] if other_split == "test" else train.iloc[1])
     with pytest.raises(SplitLeakError, match="leak") as err:
-        verify_split(manifest, index)
-    assert a in str(err.value) and b in str(err.value)
-    assert "train" in str(err.value) and "test" in str(err.value)
+        verify_split(manifest, _rename_copy(trips, a, b))
+    assert a in str(err.value) and b in str(err.value) and other_split in str(err.value)
 
 
 def test_missing_class_warns_and_is_reported(caplog):
     index = make_index(n_trips=12)
     manifest = assign_splits(index, PARAMS)
     test_trips = manifest[manifest.split == "test"].trip
-    index.loc[index.trip.isin(test_trips), "n_cyclist"] = 0
+    index.index.loc[index.index.trip.isin(test_trips), "n_cyclist"] = 0
     with caplog.at_level(logging.WARNING):
-        report = verify_split(manifest, index)
+        _, report = verify_split(manifest, index)
     assert "class 'cyclist' is missing from split 'test'" in report["warnings"]
     assert "cyclist" in caplog.text
 

@@ -5,16 +5,17 @@ is found (ingest keeps only every ``frame_stride``-th frame), otherwise from the
 ingested trip TFRecord. The detector is a Keras model or an exported SavedModel
 detector (see :func:`urban_detection.detection.evaluate.detect_batch`).
 
-Everything streams: frames are decoded, detected in small batches, drawn and sent
-to the video encoder one by one, so a 200-frame 1920x1280 segment never sits in
-memory. Only the (small) per-frame detections are kept, to measure flicker with
-:func:`urban_detection.detection.video.persistence_rate`.
+Frames are decoded shrunk to ``max_side`` and detected in small batches;
+:func:`render_frames` returns the drawn frames (a :class:`Video` for the catalog's video
+dataset: 200 frames at 960x640 hold about 370 MB) and counts how many detections persist
+to the next frame (:func:`urban_detection.detection.video.persistence_rate`).
 """
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -218,90 +219,108 @@ def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
                                                     Image.BILINEAR))
 
 
-def render_video(
+@dataclass
+class Video:
+    """Rendered uint8 RGB frames and their frame rate (what a video dataset writes)."""
+
+    frames: list
+    fps: float = 10.0
+    gif_max_side: int | None = None  # also write a GIF with frames shrunk to this side (None: no GIF)
+
+
+def render_frames(
     detector: Any,
     frames: Iterable[tuple[int, np.ndarray]],
-    out_path: str | Path,
     *,
-    fps: float = 10,
     score_threshold: float = 0.3,
     tracking: bool = True,
     tracker_kwargs: dict | None = None,
     batch_size: int = 8,
     image_size: int | None = None,
     max_frames: int | None = None,
-    gif_path: str | Path | None = None,
-    gif_max_side: int | None = 480,
     persistence_iou: float = 0.5,
     max_area_frac: dict | None = None,
-) -> dict[str, Any]:
-    """Detect, optionally track, draw and write ``frames`` to ``out_path`` (``.mp4`` or ``.gif``).
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Detect, optionally track and draw ``frames``; returns the drawn frames and their numbers.
 
     Boxes are drawn in their class colour with label and score; detections below
     ``score_threshold`` are not shown. With ``tracking`` an :class:`~.video.IoUTracker`
     (``tracker_kwargs``) smooths boxes and bridges short gaps. ``max_area_frac``
-    applies :func:`~.coco.filter_large_boxes` first. ``gif_path`` also writes a GIF
-    (frames shrunk to ``gif_max_side``). Returns counts, timings and the share of
-    detections that persist to the next frame with and without tracking::
+    applies :func:`~.coco.filter_large_boxes` first. The info dict holds counts, timings
+    and the share of detections that persist to the next frame with and without tracking::
 
         frames, first_frame, last_frame, seconds, frames_per_sec, inference_seconds,
-        detections_per_frame, persistence_raw, persistence_tracked (None untracked), video, gif
+        detections_per_frame, persistence_raw, persistence_tracked (None untracked)
     """
     from urban_detection.detection.coco import filter_large_boxes
 
-    out_path = Path(out_path)
     tracker = IoUTracker(**(tracker_kwargs or {})) if tracking else None
     raw_records: list[dict] = []
     shown_records: list[dict] = []
-    gif_frames: list[np.ndarray] = []
     numbers: list[int] = []
-    timing = {"inference": 0.0}
-
-    def drawn_frames():
-        for batch in _batches(frames, batch_size, max_frames):
-            images = _stack([im for _, im in batch])
-            t0 = time.perf_counter()
-            dets = detect_batch(detector, images, image_size, pad_to=batch_size)
-            timing["inference"] += time.perf_counter() - t0
-            for (number, _), image, det in zip(batch, images, dets):
-                if max_area_frac:
-                    det = filter_large_boxes(det, max_area_frac)
-                keep = det["scores"] >= score_threshold
-                raw = {k: np.asarray(det[k])[keep] for k in ("boxes", "labels", "scores")}
-                raw_records.append(raw)
-                if tracker is not None:
-                    boxes, labels, scores, _ = tracker.update(raw["boxes"], raw["labels"], raw["scores"])
-                    shown = {"boxes": boxes, "labels": labels, "scores": scores}
-                else:
-                    shown = raw
-                shown_records.append(shown)
-                numbers.append(int(number))
-                drawn = draw_detections(image, shown["boxes"], shown["labels"], shown["scores"])
-                if gif_path is not None:
-                    gif_frames.append(_fit(drawn, gif_max_side))
-                yield drawn
-
+    drawn_frames: list[np.ndarray] = []
+    inference = 0.0
     start = time.perf_counter()
-    count = write_video(drawn_frames(), out_path, fps=fps)
+    for batch in _batches(frames, batch_size, max_frames):
+        images = _stack([im for _, im in batch])
+        t0 = time.perf_counter()
+        dets = detect_batch(detector, images, image_size, pad_to=batch_size)
+        inference += time.perf_counter() - t0
+        for (number, _), image, det in zip(batch, images, dets):
+            if max_area_frac:
+                det = filter_large_boxes(det, max_area_frac)
+            keep = det["scores"] >= score_threshold
+            raw = {k: np.asarray(det[k])[keep] for k in ("boxes", "labels", "scores")}
+            raw_records.append(raw)
+            if tracker is not None:
+                boxes, labels, scores, _ = tracker.update(raw["boxes"], raw["labels"], raw["scores"])
+                shown = {"boxes": boxes, "labels": labels, "scores": scores}
+            else:
+                shown = raw
+            shown_records.append(shown)
+            numbers.append(int(number))
+            drawn_frames.append(draw_detections(image, shown["boxes"], shown["labels"], shown["scores"]))
     seconds = time.perf_counter() - start
-    gif = None
-    if gif_path is not None and gif_frames:
-        write_video(gif_frames, gif_path, fps=fps)
-        gif = str(gif_path)
+    count = len(drawn_frames)
     info = {
         "frames": int(count),
         "first_frame": numbers[0] if numbers else None,
         "last_frame": numbers[-1] if numbers else None,
         "seconds": seconds,
         "frames_per_sec": count / seconds if seconds > 0 else float("nan"),
-        "inference_seconds": timing["inference"],
+        "inference_seconds": inference,
         "detections_per_frame": float(np.mean([len(r["labels"]) for r in shown_records])) if shown_records else 0.0,
         "persistence_raw": persistence_rate(raw_records, iou=persistence_iou),
         "persistence_tracked": persistence_rate(shown_records, iou=persistence_iou) if tracking else None,
-        "video": str(out_path),
-        "gif": gif,
     }
-    log.info("rendered %d frames to %s in %.1fs (%.1f frames/s; inference %.1fs); persistence %.3f raw, %s tracked",
-             count, out_path, seconds, info["frames_per_sec"], timing["inference"], info["persistence_raw"],
+    log.info("rendered %d frames in %.1fs (%.1f frames/s; inference %.1fs); persistence %.3f raw, %s tracked",
+             count, seconds, info["frames_per_sec"], inference, info["persistence_raw"],
              "n/a" if info["persistence_tracked"] is None else f"{info['persistence_tracked']:.3f}")
-    return info
+    return drawn_frames, info
+
+
+def gif_frames(video: Video) -> list[np.ndarray]:
+    """The frames of ``video`` shrunk for its GIF (``video.gif_max_side``)."""
+    return [_fit(f, video.gif_max_side) for f in video.frames]
+
+
+def render_video(
+    detector: Any,
+    frames: Iterable[tuple[int, np.ndarray]],
+    out_path: str | Path,
+    *,
+    fps: float = 10,
+    gif_path: str | Path | None = None,
+    gif_max_side: int | None = 480,
+    **kwargs,
+) -> dict[str, Any]:
+    """:func:`render_frames` then write them to ``out_path`` (``.mp4`` or ``.gif``), and a GIF
+    at ``gif_path`` when given (frames shrunk to ``gif_max_side``). Returns the info of
+    :func:`render_frames` plus ``video`` and ``gif`` paths."""
+    drawn, info = render_frames(detector, frames, **kwargs)
+    write_video(drawn, out_path, fps=fps)
+    gif = None
+    if gif_path is not None and drawn:
+        write_video([_fit(f, gif_max_side) for f in drawn], gif_path, fps=fps)
+        gif = str(gif_path)
+    return {**info, "video": str(out_path), "gif": gif}

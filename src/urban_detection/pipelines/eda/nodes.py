@@ -18,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from urban_detection.detection.draw import CLASS_COLOURS, frames_grid_figure
 from urban_detection.waymo.read import read_boxes_table, read_frames
+from urban_detection.waymo.trips import Trips
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ def _parts(frames: pd.DataFrame, with_all: bool = True):
 # ---------------------------------------------------------------- tables from the index
 
 
-def frames_with_splits(frame_index: pd.DataFrame, split_manifest: pd.DataFrame) -> pd.DataFrame:
-    """The frame index with a ``split`` column (frames of trips not in the manifest: ``unassigned``)."""
+def frames_with_splits(trips: Trips, split_manifest: pd.DataFrame) -> pd.DataFrame:
+    """The trips' frame index with a ``split`` column from the verified split manifest
+    (frames of trips not in the manifest: ``unassigned``)."""
+    frame_index = trips.index
     if frame_index.empty:
         raise ValueError("the frame index is empty: run the ingest pipeline first")
     splits = split_manifest[["trip", "split"]].drop_duplicates("trip")

@@ -7,7 +7,7 @@ from . import nodes
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
-            node(nodes.frames_with_splits, ["frame_index", "split_manifest"], "eda_frames", name="eda_attach_splits"),
+            node(nodes.frames_with_splits, ["trips", "split_manifest"], "eda_frames", name="eda_attach_splits"),
             # counts: frame index only
             node(nodes.class_counts, "eda_frames", "eda_class_counts", name="eda_count_classes"),
             node(nodes.class_counts_by_condition, "eda_frames", "eda_class_counts_by_condition",

@@ -1,103 +1,51 @@
 """Nodes of the evaluate pipeline: export, evaluate on val/test, compare experiments.
 
-Per experiment (one Kedro namespace each, like the train pipeline):
+Per selected experiment (one Kedro namespace each, like the train pipeline):
 
-* ``export_<name>``: the newest checkpoint as ``model.keras`` and a TF SavedModel in
-  ``data/06_models/<name>/export`` (``<name>.export_info``);
-* ``evaluate_<name>``: detections and ground truth as COCO JSON
-  (``<name>.coco_files`` -> ``data/07_model_output/<name>/``), COCO metrics, per-class
-  AP, losses and the large-box filter's effect (``<name>.metrics`` ->
-  ``data/08_reporting/<name>/metrics.json``), PR curves and example frames
-  (``<name>.evaluation_figures``). Everything also goes to the experiment's MLflow
-  child run.
+* ``export_<name>``: ``<name>.model`` -> ``<name>.export`` (``model.keras`` and a TF
+  SavedModel, written by the export dataset);
+* ``evaluate_<name>``: detections and ground truth as COCO JSON (``<name>.coco_files``),
+  COCO metrics, per-class AP, losses and the large-box filter's effect
+  (``<name>.metrics``), PR curves and example frames (``<name>.evaluation_figures``).
+  The model's provenance must match the current config and training data, else the
+  node refuses (an old model's numbers never appear under a new run). Everything also
+  goes to the MLflow run the model was trained in.
 
-Experiments without a checkpoint (not trained) return a small "skipped" dict at once.
-``compare_experiments`` then lays out all evaluated experiments side by side.
+``compare_experiments`` then lays out the run's experiments side by side.
 """
 from __future__ import annotations
 
 import logging
-import re
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from urban_detection.pipelines.common import is_selected, load_partition
+from urban_detection.detection.provenance import explain_mismatch, provenance, short
+from urban_detection.detection.trained import TrainedDetector
+from urban_detection.waymo.trips import Trips, data_fingerprint
 
 log = logging.getLogger(__name__)
 
 
+class StaleModelError(RuntimeError):
+    """The stored model was not trained on the current config and data."""
 
 
-def checkpoint_step(checkpoint: str | None) -> int | None:
-    """``.../ckpt-400`` -> 400."""
-    match = re.search(r"-(\d+)$", str(checkpoint or ""))
-    return int(match.group(1)) if match else None
-
-
-def model_source(name: str, train_result: dict | None, experiment_configs: dict | None, models_dir: str | Path) -> dict:
-    """Where experiment ``name``'s trained weights are and how to build its model.
-
-    Prefers the complete weights file the train pipeline writes at the end of training
-    (``<model_dir>/final.weights.h5``) unless a newer checkpoint exists (an interrupted
-    run), else the newest checkpoint. Returns ``{"available": True, "weights_file" |
-    "checkpoint", "step", "model" (arch, image_size, overrides), "train", "model_dir"}``
-    or ``{"available": False, "reason"}`` when nothing was trained or the config is missing.
-    """
-    import tensorflow as tf
-
-    result = train_result or {}
-    model_dir = Path(result.get("model_dir") or Path(models_dir) / name)
-    checkpoint_dir = Path(result.get("checkpoint_dir") or model_dir / "checkpoints")
-    checkpoint = tf.train.latest_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    weights = Path(result.get("weights") or model_dir / "final.weights.h5")
-    weights = weights if weights.is_file() else None
-    if checkpoint is None and weights is None:
-        why = "not selected for training" if result.get("selected") is False else "training produced none"
-        return {"available": False, "reason": f"no checkpoint in {checkpoint_dir} ({why})"}
-    config = result.get("config")
-    if config is None and experiment_configs and name in experiment_configs:
-        config = load_partition(experiment_configs[name])
-    spec = dict((config or {}).get("model") or {})
-    spec.setdefault("arch", result.get("arch"))
-    spec.setdefault("image_size", result.get("image_size"))
-    if not spec.get("arch") or not spec.get("image_size"):
-        return {"available": False, "reason": f"no resolved config for {name} (data/05_model_input/experiment_configs)"}
-    if weights is not None and checkpoint is not None:
-        index = Path(checkpoint + ".index")
-        if index.exists() and index.stat().st_mtime > weights.stat().st_mtime + 1:
-            log.warning("experiment %s: checkpoint %s is newer than %s (interrupted training?); using the checkpoint",
-                        name, checkpoint, weights)
-            weights = None
-    step = checkpoint_step(checkpoint) if checkpoint else None
-    if weights is not None and result.get("final_step") is not None:
-        step = int(result["final_step"])
-    source = {"available": True, "step": step, "model": spec, "train": dict((config or {}).get("train") or {}),
-              "model_dir": str(model_dir)}
-    source.update({"weights_file": str(weights)} if weights is not None else {"checkpoint": checkpoint})
-    return source
-
-
-def load_model(source: dict):
-    """The experiment's detector (float32) with its trained weights."""
-    from urban_detection.detection.evaluate import load_trained_model
-
-    spec = source["model"]
-    return load_trained_model(spec["arch"], spec["image_size"], weights_file=source.get("weights_file"),
-                              checkpoint=source.get("checkpoint"), overrides=spec.get("overrides"))
-
-
-def split_paths(split_manifest: pd.DataFrame, frame_index: pd.DataFrame, split: str) -> list[str]:
-    """The trip TFRecords of ``split`` (sorted; empty when the split has no trip)."""
-    trips = set(split_manifest.loc[split_manifest["split"] == split, "trip"])
-    return sorted(frame_index.loc[frame_index["trip"].isin(trips), "path"].astype(str).unique())
-
-
-def _skipped(name: str, reason: str) -> dict:
-    log.info("experiment %s: %s; skipped", name, reason)
-    return {"experiment": name, "evaluated": False, "reason": reason}
+def check_provenance(model: TrainedDetector, config: dict, trips: Trips, split_manifest: pd.DataFrame,
+                     parent: dict | None = None) -> None:
+    """Raise :class:`StaleModelError` naming what changed when ``model`` does not come from ``config``
+    and the current train split (arch and image size are part of the config)."""
+    expected = provenance(config, data_fingerprint(trips, split_manifest, "train"))
+    stored = model.provenance
+    keys = ("config_fingerprint", "data_fingerprint")
+    if any(stored.get(k) != expected.get(k) for k in keys):
+        raise StaleModelError(
+            f"the stored {model.name} model ({short(model.fingerprint)}, step {model.step}) does not match the current "
+            f"run: {explain_mismatch(stored, expected, model.config, config)}. Train it first: "
+            f"kedro run --pipeline=train --params \"train.experiments=[{model.name}]\" (or run the train and "
+            f"evaluate pipelines together)"
+        )
 
 
 # --------------------------------------------------------------------------- export
@@ -106,44 +54,13 @@ def _skipped(name: str, reason: str) -> dict:
 def make_export_node(name: str) -> Callable:
     """The export node of experiment ``name``."""
 
-    def export(train_result: dict, experiment_configs: dict, params: dict, paths: dict) -> dict:
-        from urban_detection.detection.train import export_model
-
-        params = params or {}
-        if not is_selected(name, params):
-            return {"experiment": name, "exported": False, "reason": "not in evaluate.experiments"}
-        source = model_source(name, train_result, experiment_configs, paths["models"])
-        if not source["available"]:
-            log.info("experiment %s: %s; nothing to export", name, source["reason"])
-            return {"experiment": name, "exported": False, "reason": source["reason"]}
-        start = time.perf_counter()
-        model = load_model(source)
-        out_dir = Path(source["model_dir"]) / "export"
-        files = export_model(model, out_dir, image_size=source["model"]["image_size"])
-        info = {
-            "experiment": name, "exported": True, "weights": source.get("weights_file") or source.get("checkpoint"),
-            "step": source["step"],
-            "arch": source["model"]["arch"], "image_size": int(source["model"]["image_size"]),
-            "export_dir": str(out_dir), **files, "seconds": round(time.perf_counter() - start, 2),
-        }
-        log.info("experiment %s: exported step %s to %s", name, source["step"], out_dir)
-        if (params.get("export") or {}).get("log_to_mlflow", True):
-            _log_export(name, source["model_dir"], info)
-        return info
+    def export(model: TrainedDetector) -> TrainedDetector:
+        """Hand the trained detector to ``<name>.export``, which writes ``model.keras`` and the SavedModel."""
+        log.info("experiment %s: exporting step %d (%s)", name, model.step, short(model.fingerprint))
+        return model
 
     export.__name__ = export.__qualname__ = f"export_{name}"
     return export
-
-
-def _log_export(name: str, model_dir: str, info: dict) -> None:
-    import mlflow
-
-    from urban_detection.tracking import experiment_run
-
-    with experiment_run(name, model_dir):
-        mlflow.log_dict(info, "export/export_info.json")
-        mlflow.log_artifact(info["keras"], "export")
-        mlflow.log_artifacts(info["saved_model"], "export/saved_model")
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -164,24 +81,18 @@ def flat_split_metrics(split_doc: dict) -> dict[str, float | None]:
 def make_evaluate_node(name: str) -> Callable:
     """The evaluation node of experiment ``name``."""
 
-    def evaluate(train_result: dict, experiment_configs: dict, split_manifest: pd.DataFrame,
-                 frame_index: pd.DataFrame, params: dict, paths: dict) -> tuple[dict, dict, dict]:
-        params = params or {}
-        if not is_selected(name, params):
-            return _skipped(name, "not in evaluate.experiments"), {}, {}
-        source = model_source(name, train_result, experiment_configs, paths["models"])
-        if not source["available"]:
-            return _skipped(name, source["reason"]), {}, {}
-        model = load_model(source)
-        doc, files, figures = evaluate_model(model, name, source, split_manifest, frame_index, params)
-        _log_evaluation(name, source["model_dir"], doc, files, figures)
+    def evaluate(model: TrainedDetector, config: dict, trips: Trips, split_manifest: pd.DataFrame,
+                 params: dict) -> tuple[dict, dict, dict]:
+        check_provenance(model, config, trips, split_manifest)
+        doc, files, figures = evaluate_model(model, trips, split_manifest, params or {})
+        _log_evaluation(model, doc, files, figures)
         return doc, files, figures
 
     evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{name}"
     return evaluate
 
 
-def evaluate_model(model, name: str, source: dict, split_manifest: pd.DataFrame, frame_index: pd.DataFrame,
+def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.DataFrame,
                    params: dict) -> tuple[dict, dict, dict]:
     """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures)``."""
     from urban_detection.detection.coco import pr_curve_figure
@@ -194,19 +105,20 @@ def evaluate_model(model, name: str, source: dict, split_manifest: pd.DataFrame,
         predict_split,
     )
 
-    size = int(source["model"]["image_size"])
+    model, name, size = trained.model, trained.name, trained.image_size
     batch_size = int(params.get("batch_size", 8))
     box_filter = params.get("large_box_filter") or {}
     max_area = dict(box_filter.get("max_area_frac") or {}) if box_filter.get("enabled") else None
     examples = params.get("examples") or {}
-    loss_kwargs = {k: source["train"][k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta") if k in source["train"]}
-    doc: dict[str, Any] = {"experiment": name, "evaluated": True,
-                           "weights": source.get("weights_file") or source.get("checkpoint"),
-                           "step": source["step"], "arch": source["model"]["arch"], "image_size": size, "splits": {}}
+    tcfg = trained.config.get("train") or {}
+    loss_kwargs = {k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta") if k in tcfg}
+    doc: dict[str, Any] = {"experiment": name, "evaluated": True, "step": trained.step, "arch": trained.arch,
+                           "image_size": size, "fingerprint": trained.fingerprint, "run_id": trained.run_id,
+                           "provenance": trained.provenance, "splits": {}}
     files: dict[str, Any] = {}
     figures: dict[str, Any] = {}
     for split in params.get("splits") or ["val", "test"]:
-        paths = split_paths(split_manifest, frame_index, split)
+        paths = trips.split_paths(split_manifest, split)
         if not paths:
             log.warning("experiment %s: split %s has no trip; not evaluated", name, split)
             continue
@@ -258,12 +170,12 @@ def evaluate_model(model, name: str, source: dict, split_manifest: pd.DataFrame,
     return json_safe(doc), files, figures
 
 
-def _log_evaluation(name: str, model_dir: str, doc: dict, files: dict, figures: dict) -> None:
+def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: dict) -> None:
     import mlflow
 
     from urban_detection.tracking import experiment_run, log_metrics
 
-    with experiment_run(name, model_dir):
+    with experiment_run(trained.name, trained.config, trained.provenance, trained.run_id):
         for split, split_doc in doc.get("splits", {}).items():
             numbers = flat_split_metrics(split_doc)
             numbers.update({f"large_box_filter/dropped/{k}": v
@@ -305,10 +217,11 @@ def compare_experiments(params: dict, *metrics_docs: dict):
         table = pd.concat(parts, names=["split", "metric"])
     else:
         table = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["split", "metric"]))
-    notes = [f"{d['experiment']}: step {d.get('step')}, {d.get('arch')} at {d.get('image_size')} px, "
+    notes = [f"{d['experiment']} (model {short(d.get('fingerprint'))}): step {d.get('step')}, {d.get('arch')} at "
+             f"{d.get('image_size')} px, "
              + ", ".join(f"{s} {v['frames']} frames" for s, v in d["splits"].items()) for d in docs]
     if skipped:
-        notes.append("not evaluated (no checkpoint): " + ", ".join(skipped))
+        notes.append("not evaluated (no frames in the splits): " + ", ".join(skipped))
     if not docs:
         notes.append("no experiment was evaluated")
     markdown = comparison_markdown(table, notes=notes)

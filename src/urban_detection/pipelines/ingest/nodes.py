@@ -5,63 +5,64 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
+from urban_detection import files
 from urban_detection.waymo.ingest import ingest_files
 from urban_detection.waymo.synthetic import write_synthetic_trips
+from urban_detection.waymo.trips import Trips
 
 log = logging.getLogger(__name__)
+GENERATION_KEYS = ("trips", "frames_per_trip", "width", "height", "seed")
+STAMP = "synthetic_params.json"  # in the synthetic folder: which files this project generated, with which settings
 
-def synthesize_trips(params: dict, source_dir: str) -> dict:
-    """Write the embedded synthetic trips when ``ingest.source_dir`` points at them.
 
-    Returns a small manifest (files and generation parameters). Trips already written
-    with the same parameters are not generated again. When the source is a folder of
-    real data, nothing is generated and the manifest says so.
+def synthesize_trips(out_dir: Path, params: dict, source_dir: str) -> dict:
+    """Write the embedded synthetic trips into ``out_dir`` (the ``synthetic_store`` folder)
+    when ``ingest.source_dir`` points at it.
+
+    Returns the manifest (generation settings and files). Trips already written with the
+    same settings are not generated again; with other settings the project's own earlier
+    segments are removed first (files the project did not write, such as a real segment a
+    user dropped in, stay and are ingested with the rest). When the source is another
+    folder, nothing is generated.
     """
-    out_dir = Path(params["out_dir"])
+    out_dir = Path(out_dir)
     if Path(source_dir).resolve() != out_dir.resolve():
         log.info("ingest.source_dir=%s is not the synthetic folder; no synthetic trips generated", source_dir)
         return {"generated": False, "source_dir": str(source_dir), "files": []}
-    gen = {k: int(params[k]) for k in ("trips", "frames_per_trip", "width", "height", "seed")}
-    stamp = out_dir / "synthetic_params.json"
-    if stamp.exists():
-        previous = json.loads(stamp.read_text())
-        if previous.get("params") == gen and all(Path(f).exists() for f in previous.get("files", [])):
-            log.info("synthetic trips in %s are up to date (%d files)", out_dir, len(previous["files"]))
-            return {"generated": False, "source_dir": str(out_dir), **previous}
-    for old in out_dir.glob("*.tfrecord"):  # other parameters: start clean so no stale trip is ingested
-        old.unlink()
-    files = write_synthetic_trips(
-        out_dir,
-        n_trips=gen["trips"],
-        frames_per_trip=gen["frames_per_trip"],
-        width=gen["width"],
-        height=gen["height"],
-        seed=gen["seed"],
-        workers=int(params.get("workers", 2)),
-        progress=True,
-    )
-    manifest = {"params": gen, "files": sorted(str(f) for f in files)}
-    stamp.write_text(json.dumps(manifest, indent=2))
+    gen = {k: int(params[k]) for k in GENERATION_KEYS}
+    stamp = out_dir / STAMP
+    previous = json.loads(stamp.read_text()) if stamp.is_file() else None
+    if previous and previous.get("params") == gen and all((out_dir / f).is_file() for f in previous["files"]):
+        log.info("synthetic trips in %s are up to date (%d files)", out_dir, len(previous["files"]))
+        return {"generated": False, "source_dir": str(out_dir), **previous}
+    for name in (previous or {}).get("files", []):  # other settings: no stale synthetic trip is ingested
+        files.remove_owned(out_dir / name)
+    written = write_synthetic_trips(out_dir, n_trips=gen["trips"], frames_per_trip=gen["frames_per_trip"],
+                                    width=gen["width"], height=gen["height"], seed=gen["seed"],
+                                    workers=int(params.get("workers", 2)), progress=True)
+    manifest = {"params": gen, "files": sorted(Path(f).name for f in written)}
+    files.write_text(stamp, json.dumps(manifest, indent=2))
     return {"generated": True, "source_dir": str(out_dir), **manifest}
 
 
-def ingest_trips(synthetic_manifest: dict, params: dict) -> tuple[pd.DataFrame, dict]:
-    """Convert every ``*.tfrecord`` of ``params['source_dir']`` into one training TFRecord per trip.
+def ingest_trips(synthetic_manifest: dict, trip_store: Path, params: dict) -> tuple[Trips, dict]:
+    """Convert every source of ``params['source_dir']`` into one training TFRecord per trip in
+    ``trip_store``. Returns the trips (frame index) and the ingest report."""
+    from urban_detection.waymo.sources import find_sources
 
-    Returns the frame index table and the ingest report.
-    """
     source = Path(params["source_dir"])
     if not source.is_dir():
         raise FileNotFoundError(f"ingest.source_dir {str(source)!r} is not a folder")
-    paths = sorted(source.glob("*.tfrecord"))
+    files.check_outputs_not_inputs({"trips (data/02_intermediate/trips)": trip_store},
+                                   {"ingest.source_dir": source})
+    paths = find_sources(source)
     if not paths:
-        raise ValueError(f"no *.tfrecord file in ingest.source_dir {str(source)!r}")
+        raise ValueError(f"no Waymo source (*.tfrecord, or v2 camera_image/*.parquet) in ingest.source_dir "
+                         f"{str(source)!r}")
     width, height = params["image_size"]
     result = ingest_files(
         paths,
-        params["output_dir"],
+        trip_store,
         workers=int(params.get("workers", 2)),
         camera=params.get("camera", "FRONT"),
         size=(int(height), int(width)),  # the library takes (height, width)
@@ -73,8 +74,6 @@ def ingest_trips(synthetic_manifest: dict, params: dict) -> tuple[pd.DataFrame, 
         index[col] = index[col].fillna("unknown").astype(str)
     index = index.sort_values(["trip", "frame"]).reset_index(drop=True)
     report = result.report
-    log.info(
-        "ingested %d trips, %d/%d frames, objects %s, skipped %s",
-        report["trips"], report["frames_written"], report["frames_read"], report["objects_written"], report["skipped"],
-    )
-    return index, report
+    log.info("ingested %d trips, %d/%d frames, objects %s, skipped %s", report["trips"], report["frames_written"],
+             report["frames_read"], report["objects_written"], report["skipped"])
+    return Trips(root=trip_store, index=index), report

@@ -1,3 +1,4 @@
+"""Ingest: (synthetic trips ->) source folder -> one TFRecord per trip + frame index (``trips``)."""
 from kedro.pipeline import Pipeline, node, pipeline
 
 from .nodes import ingest_trips, synthesize_trips
@@ -8,14 +9,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 synthesize_trips,
-                ["params:synthetic", "params:ingest.source_dir"],
+                ["synthetic_store", "params:synthetic", "params:ingest.source_dir"],
                 "synthetic_manifest",
                 name="synthesize_trips",
             ),
             node(
                 ingest_trips,
-                ["synthetic_manifest", "params:ingest"],
-                ["frame_index", "ingest_report"],
+                ["synthetic_manifest", "trip_store", "params:ingest"],
+                ["trips", "ingest_report"],
                 name="ingest_trips",
             ),
         ]

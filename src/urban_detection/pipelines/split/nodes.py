@@ -12,6 +12,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from urban_detection.waymo.trips import Trips
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
@@ -47,7 +49,7 @@ def _target_counts(n: int, ratios: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def assign_splits(frame_index: pd.DataFrame, params: dict) -> pd.DataFrame:
+def assign_splits(trips: Trips, params: dict) -> pd.DataFrame:
     """Assign every trip to train/val/test. Returns a ``trip, split, time_of_day, weather`` table.
 
     Split sizes follow the ratios exactly (largest remainder, at least one trip each).
@@ -56,6 +58,7 @@ def assign_splits(frame_index: pd.DataFrame, params: dict) -> pd.DataFrame:
     lacks its conditions, then to the split furthest below its target, so a condition
     seen on three or more trips reaches every split.
     """
+    frame_index = trips.index
     ratios = {s: float(params["ratios"][s]) for s in SPLITS}
     total = sum(ratios.values())
     if total <= 0 or any(r < 0 for r in ratios.values()):
@@ -95,13 +98,15 @@ def assign_splits(frame_index: pd.DataFrame, params: dict) -> pd.DataFrame:
     return trips[["trip", "split", "time_of_day", "weather"]].sort_values("trip").reset_index(drop=True)
 
 
-def verify_split(split_manifest: pd.DataFrame, frame_index: pd.DataFrame) -> dict:
-    """Check the split for leaks and emptiness; return the split report.
+def verify_split(split_proposal: pd.DataFrame, trips: Trips) -> tuple[pd.DataFrame, dict]:
+    """Check the proposed split; return it as the verified ``split_manifest`` and the split report.
 
     Raises :class:`SplitLeakError` (message contains "leak") when a trip is in two
-    splits or an identical frame image appears in two splits, and ``ValueError``
-    when a trip is missing from the manifest or a split is empty.
+    splits or the same frame image belongs to two trips (one trip under two names: it
+    would land in two splits or count twice), and ``ValueError`` when a trip is missing
+    from the manifest or a split is empty. Only the returned manifest is read downstream.
     """
+    split_manifest, frame_index = split_proposal, trips.index
     problems = []
     dup = split_manifest.groupby("trip")["split"].nunique()
     for trip in dup[dup > 1].index:
@@ -113,15 +118,19 @@ def verify_split(split_manifest: pd.DataFrame, frame_index: pd.DataFrame) -> dic
     if missing:
         raise ValueError(f"trips missing from the split manifest: {missing}")
 
-    per_hash = fi.groupby("image_hash")["split"].nunique()
-    for h in per_hash[per_hash > 1].index:
-        rows = fi[fi.image_hash == h]
-        where = sorted({f"{r.trip} ({r.split})" for r in rows.itertuples()})
-        problems.append(f"identical frame image {h[:12]} found in {', '.join(where)}")
+    per_hash = fi.groupby("image_hash")["trip"].nunique()
+    shared = per_hash[per_hash > 1].index
+    groups: dict[tuple, int] = {}
+    for _, rows in fi[fi.image_hash.isin(shared)].groupby("image_hash"):
+        key = tuple(sorted({f"{r.trip} ({r.split})" for r in rows.itertuples()}))
+        groups[key] = groups.get(key, 0) + 1
+    for where, n in groups.items():
+        problems.append(f"{n} identical frame image(s) in trips {', '.join(where)} (the same trip under two names?)")
     if problems:
         raise SplitLeakError("split leak: " + "; ".join(problems))
 
-    report: dict = {"splits": {}, "leaks": [], "warnings": []}
+    report: dict = {"splits": {}, "checks": ["no trip in two splits", "no frame image in two trips",
+                                             "every trip assigned", "no empty split"], "warnings": []}
     for split in SPLITS:
         part = fi[fi.split == split]
         if part.empty:
@@ -139,4 +148,4 @@ def verify_split(split_manifest: pd.DataFrame, frame_index: pd.DataFrame) -> dic
             "time_of_day": {str(k): int(v) for k, v in part.drop_duplicates("trip").time_of_day.value_counts().items()},
             "weather": {str(k): int(v) for k, v in part.drop_duplicates("trip").weather.value_counts().items()},
         }
-    return report
+    return split_manifest.reset_index(drop=True), report

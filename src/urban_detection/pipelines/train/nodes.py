@@ -1,21 +1,23 @@
 """Nodes of the train pipeline.
 
 ``resolve_configs`` validates every selected experiment before any training starts.
-``make_train_node(name)`` builds the node of one experiment's namespace: it trains
-(resuming from the latest checkpoint when there is one), writes checkpoints to
-``data/06_models/<name>/checkpoints`` and logs everything to the experiment's MLflow
-child run. Unselected experiments pass their folder through untouched.
+``make_train_node(name)`` builds the training node of one experiment's namespace: it
+fingerprints the config and the training data, trains into the checkpoint folder of
+that fingerprint (resuming an interrupted run, starting a new model when anything
+changed) and returns the trained detector with its provenance.
 """
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from urban_detection.detection.checkpoints import CheckpointStore
 from urban_detection.detection.config import resolve_experiments
-from urban_detection.pipelines.common import load_partition
+from urban_detection.detection.provenance import provenance, short
+from urban_detection.detection.trained import TrainedDetector
+from urban_detection.waymo.trips import Trips, data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -27,50 +29,53 @@ def resolve_configs(train_params: dict) -> dict[str, dict]:
     return configs
 
 
-def split_paths(split_manifest: pd.DataFrame, frame_index: pd.DataFrame, split: str) -> list[str]:
-    """The trip TFRecords of one split."""
-    trips = set(split_manifest.loc[split_manifest.split == split, "trip"])
-    paths = sorted(frame_index.loc[frame_index.trip.isin(trips), "path"].unique())
+def preview_augmentations(config: dict, trips: Trips, split_manifest: pd.DataFrame):
+    """A grid of augmented training frames of the experiment."""
+    from urban_detection.training import preview_figure
+
+    return preview_figure(config, trips.split_paths(split_manifest, "train"))
+
+
+def _split_paths(trips: Trips, split_manifest: pd.DataFrame, split: str) -> list[str]:
+    paths = trips.split_paths(split_manifest, split)
     if not paths:
         raise ValueError(f"split {split!r} has no trip TFRecord")
     return paths
 
 
-
 def make_train_node(name: str) -> Callable:
     """The training node of experiment ``name`` (a named function, for ``kedro viz``)."""
 
-    def train_experiment(configs: dict, split_manifest: pd.DataFrame, frame_index: pd.DataFrame,
-                         paths: dict, parent_result: dict | None = None) -> dict:
-        from urban_detection.training import latest_checkpoint, run_experiment
+    def train_experiment(config: dict, trips: Trips, split_manifest: pd.DataFrame, checkpoints: CheckpointStore,
+                         parent: TrainedDetector | None = None) -> TrainedDetector:
+        """Train (or resume) the model of this config and data.
 
-        model_dir = Path(paths["models"]) / name
-        result = {"experiment": name, "model_dir": str(model_dir),
-                  "checkpoint_dir": str(model_dir / "checkpoints"), "selected": name in configs}
-        if name not in configs:
-            log.info("experiment %s not selected in train.experiments: skipped", name)
-            return result
-        cfg = load_partition(configs[name])
-        initial_weights = None
-        if cfg.get("parent"):
-            parent = parent_result or {}
-            # The parent's final weights file holds every variable (BatchNorm statistics included).
-            weights = parent.get("weights") or str(Path(parent.get("model_dir", "")) / "final.weights.h5")
-            initial_weights = weights if Path(weights).is_file() else latest_checkpoint(parent.get("checkpoint_dir"))
-            if initial_weights is None:
-                raise ValueError(
-                    f"experiment {name!r} fine-tunes from {cfg['parent']!r}, which has no trained weights in "
-                    f"{parent.get('model_dir')}; add {cfg['parent']!r} to train.experiments or train it first"
-                )
-        result.update(run_experiment(
-            cfg,
-            train_paths=split_paths(split_manifest, frame_index, "train"),
-            val_paths=split_paths(split_manifest, frame_index, "val"),
-            model_dir=model_dir,
-            reporting_dir=Path(paths["reporting"]) / name,
-            initial_weights=initial_weights,
-        ))
-        return result
+        ``checkpoints`` is the experiment's checkpoint root handed over by its dataset:
+        TensorFlow writes the checkpoints of the model's fingerprint there during training.
+        """
+        from urban_detection.training import run_experiment
+
+        if config.get("parent") and parent is None:
+            raise ValueError(f"experiment {name!r} fine-tunes from {config['parent']!r}, which has no trained model")
+        record = provenance(config, data_fingerprint(trips, split_manifest, "train"),
+                            parent.provenance if parent is not None else None)
+        fp = record["fingerprint"]
+        known = checkpoints.fingerprints()
+        if short(fp) in known:
+            log.info("%s: resuming model %s (same config and data)", name, short(fp))
+        elif known:
+            log.info("%s: config or data changed since the models %s; training a new model %s", name,
+                     ", ".join(known), short(fp))
+        return run_experiment(
+            config,
+            train_paths=_split_paths(trips, split_manifest, "train"),
+            val_paths=_split_paths(trips, split_manifest, "val"),
+            checkpoint_dir=checkpoints.folder(fp),
+            provenance=record,
+            run_id=checkpoints.run_id(fp),
+            on_run=lambda run_id: checkpoints.remember_run(fp, run_id),
+            parent=parent,
+        )
 
     train_experiment.__name__ = f"train_{name}"
     train_experiment.__qualname__ = train_experiment.__name__

@@ -1,51 +1,40 @@
-"""Config generation, then one namespaced training branch per defined experiment.
+"""Configs of the selected experiments, then one namespaced training branch per experiment.
 
-Every experiment of ``train.catalog`` gets a branch (so ``kedro viz`` shows them all);
-only those selected by ``train.experiments`` train, the others pass their existing
-checkpoint folder through. A fine-tuning experiment takes its parent's
-``<parent>.train_result`` as input, so the chain is a data dependency.
+``resolve_experiment_configs`` validates every experiment of ``train.experiments``
+before any training. Each selected experiment is a namespace ``<name>``:
+``<name>.config`` -> ``train_<name>`` -> ``<name>.model`` (and its augmentation
+preview). A fine-tuning experiment takes its parent's ``<parent>.model`` as an input,
+so the chain is a data dependency that ``kedro viz`` shows (when the parent is not
+selected, its trained model is loaded from the catalog).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import make_train_node, resolve_configs
+from urban_detection.pipelines import selection
 
-# Used when conf/ cannot be read at pipeline creation (e.g. packaged project).
-DEFAULT_EXPERIMENTS = {
-    "baseline": None,
-    "augmentations_rad_loss": None,
-    "augmentations_small_lr": None,
-    "augmentations_adam": None,
-    "augmentations2_small_lr": None,
-    "augs3": "augmentations2_small_lr",
-    "fast_cpu": None,
-}
+from .nodes import make_train_node, preview_augmentations, resolve_configs
 
-
-def defined_experiments(conf_dir: Path | None = None) -> dict[str, str | None]:
-    """Experiment name -> parent name, read from ``conf/base/parameters_train.yml``."""
-    path = (conf_dir or Path.cwd() / "conf") / "base" / "parameters_train.yml"
-    if not path.exists():
-        return dict(DEFAULT_EXPERIMENTS)
-    catalog = (yaml.safe_load(path.read_text()) or {}).get("train", {}).get("catalog") or {}
-    return {name: (spec or {}).get("parent") for name, spec in catalog.items()}
+SHARED = {"trips", "split_manifest"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    shared = {"experiment_configs", "split_manifest", "frame_index"}
-    branches = Pipeline([node(resolve_configs, "params:train", "experiment_configs", name="resolve_experiment_configs")])
-    for name, parent in defined_experiments().items():
-        inputs = ["experiment_configs", "split_manifest", "frame_index", "params:paths"]
+    chosen = selection.experiments()
+    configs = node(resolve_configs, "params:train", {name: f"{name}.config" for name in chosen},
+                   name="resolve_experiment_configs")
+    branches = Pipeline([configs]) if chosen else Pipeline([])
+    for name, parent in chosen.items():
+        inputs = {"config": "config", "trips": "trips", "split_manifest": "split_manifest",
+                  "checkpoints": "checkpoints"}
         if parent:
-            inputs.append(f"{parent}.train_result")
+            inputs["parent"] = f"{parent}.model"
         branches += pipeline(
-            [node(make_train_node(name), inputs, "train_result", name="train")],
+            [
+                node(preview_augmentations, ["config", "trips", "split_manifest"], "augmentation_preview",
+                     name="preview_augmentations"),
+                node(make_train_node(name), inputs, "model", name="train"),
+            ],
             namespace=name,
-            inputs=shared | ({f"{parent}.train_result"} if parent else set()),
-            parameters={"params:paths"},
+            inputs=SHARED | ({f"{parent}.model"} if parent else set()),
         )
     return branches

@@ -1,0 +1,108 @@
+"""Datasets of trained models: checkpoints folder, trained detector, export.
+
+``{experiment}.checkpoints`` (load only) hands the train node a
+:class:`~urban_detection.detection.checkpoints.CheckpointStore`: TensorFlow writes its
+checkpoints itself during training (every N steps, resumable), so the node gets the
+folder rather than returning the checkpoints. ``{experiment}.model`` is the trained
+detector (weights + config + provenance); ``{experiment}.export`` is what a serving
+system reads (``model.keras`` and a TF SavedModel).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from urban_detection import files
+from urban_detection.detection.checkpoints import CheckpointStore
+from urban_detection.detection.trained import META_FILE, TrainedDetector, load_trained, read_metadata, save_trained
+
+EXPORT_INFO = "export_info.json"
+
+
+class CheckpointsDataset(AbstractDataset[None, CheckpointStore]):
+    """Load-only: the experiment's checkpoint root, one subfolder per model fingerprint."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> CheckpointStore:
+        return CheckpointStore(self._path.resolve())
+
+    def save(self, data: None) -> None:
+        raise DatasetError("checkpoints are written by training into the folder this dataset hands over")
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):
+    """A trained detector: ``weights.weights.h5`` + ``model.json`` (config, provenance, step, MLflow run)."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> TrainedDetector:
+        if not (self._path / META_FILE).is_file():
+            raise DatasetError(f"no trained model in {self._path}: run `kedro run --pipeline=train` for it first")
+        return load_trained(self._path)
+
+    def save(self, data: TrainedDetector) -> None:
+        save_trained(data, self._path)
+
+    def _exists(self) -> bool:
+        return (self._path / META_FILE).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+    def metadata_only(self) -> dict:
+        """``model.json`` without building the model (fingerprint checks)."""
+        return read_metadata(self._path)
+
+
+class ExportDataset(AbstractDataset[TrainedDetector, Any]):
+    """``model.keras`` + ``saved_model/`` (uint8 images in, OD API outputs out) + ``export_info.json``.
+
+    Loading returns the SavedModel as an
+    :class:`~urban_detection.detection.train.ExportedDetector` (``detector(images)``),
+    with ``.info`` (step, fingerprint, paths) and ``.keras_path``.
+    """
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self):
+        from urban_detection.detection.train import ExportedDetector
+
+        info_path = self._path / EXPORT_INFO
+        if not info_path.is_file():
+            raise DatasetError(f"no export in {self._path}: run `kedro run --pipeline=evaluate` first")
+        detector = ExportedDetector(self._path / "saved_model")
+        detector.info = json.loads(info_path.read_text())
+        detector.keras_path = str(self._path / "model.keras")
+        return detector
+
+    def save(self, data: TrainedDetector) -> None:
+        from urban_detection.detection.train import export_model
+
+        with files.atomic_dir(self._path) as tmp:
+            export_model(data.model, tmp, image_size=data.image_size)
+            info = {"experiment": data.name, "step": int(data.step), "arch": data.arch, "image_size": data.image_size,
+                    "fingerprint": data.fingerprint, "run_id": data.run_id,
+                    "keras": "model.keras", "saved_model": "saved_model"}
+            (Path(tmp) / EXPORT_INFO).write_text(json.dumps(info, indent=2))
+
+    def _exists(self) -> bool:
+        return (self._path / EXPORT_INFO).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

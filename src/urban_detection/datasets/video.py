@@ -1,0 +1,48 @@
+"""An H.264 MP4 (browsers and the MLflow UI play it), optionally with a GIF beside it.
+
+kedro-datasets' ``video.VideoDataset`` writes through OpenCV, whose pip wheels encode
+``mp4v``, which browsers do not play; this one encodes H.264 with imageio-ffmpeg.
+Saving takes a :class:`~urban_detection.detection.render.Video` (a GIF
+``<name>.gif`` is written too when its ``gif_max_side`` is set); loading returns one
+with the decoded frames.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kedro.io import AbstractDataset, DatasetError
+
+from urban_detection.detection.render import Video, gif_frames
+from urban_detection.detection.video import write_video
+
+
+class VideoDataset(AbstractDataset[Video, Video]):
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        if self._filepath.suffix.lower() != ".mp4":
+            raise DatasetError(f"VideoDataset writes .mp4 files, got {filepath}")
+        self.metadata = metadata
+
+    def load(self) -> Video:
+        import imageio_ffmpeg
+
+        if not self._filepath.is_file():
+            raise DatasetError(f"no video at {self._filepath}: run `kedro run --pipeline=render` first")
+        reader = imageio_ffmpeg.read_frames(str(self._filepath))
+        meta = next(reader)
+        width, height = meta["size"]
+        frames = [np.frombuffer(buf, np.uint8).reshape(height, width, 3) for buf in reader]
+        return Video(frames=frames, fps=float(meta.get("fps") or 10.0))
+
+    def save(self, data: Video) -> None:
+        write_video(data.frames, self._filepath, fps=data.fps)  # atomic, recorded as the project's
+        if data.gif_max_side is not None:
+            write_video(gif_frames(data), self._filepath.with_suffix(".gif"), fps=data.fps)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
