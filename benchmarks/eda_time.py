@@ -14,6 +14,7 @@ whether it met the budget (default 60 s, the target for the 640-frame real sampl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -62,30 +63,37 @@ def main() -> None:
     if not args.source.is_dir():
         raise SystemExit(f"{args.source} is not a folder")
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eda_bench_"))
-    try:
-        make_project_copy(workdir)
-        print(f"project copy: {workdir}  (cores available: {len(os.sched_getaffinity(0))})", flush=True)
-        t_ingest, _ = kedro(workdir, "--pipelines=ingest,split", "--params", f"ingest.source_dir={args.source.resolve()}")
-        frames = pd.read_parquet(workdir / "data/02_intermediate/frame_index.parquet")
-        print(f"ingest+split (not EDA): {t_ingest:.1f} s, {len(frames)} frames of {frames.trip.nunique()} trips",
-              flush=True)
+    with contextlib.ExitStack() as stack:
+        if args.workdir is not None:
+            workdir = args.workdir
+        elif args.keep:
+            workdir = Path(tempfile.mkdtemp(prefix="eda_bench_"))
+        else:  # a throw-away copy made here, removed with the temporary directory
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eda_bench_")))
+        run(args, workdir)
 
-        t_eda, log = kedro(workdir, "--pipeline=eda")
-        nodes = re.search(r"Pipeline execution completed successfully in ([0-9.]+) sec", log)
-        out = workdir / "data/08_reporting/eda"
-        counts = pd.read_csv(out / "class_counts.csv").groupby("class")["count"].sum()
-        print(f"kedro run --pipeline=eda: {t_eda:.1f} s for {len(frames)} frames "
-              f"({len(frames) / t_eda:.0f} frames/s end to end) -> "
-              f"{'within' if t_eda < args.budget else 'OVER'} the {args.budget:g} s budget")
-        print(f"  of which the pipeline's nodes: {nodes.group(1) if nodes else '?'} s (the rest is start-up: "
-              f"imports, catalog, MLflow run); load average during the run: {os.getloadavg()[0]:.1f}")
-        print("class totals over splits: " + ", ".join(f"{c} {int(counts.get(c, 0)):,}"
-                                                       for c in ("vehicle", "pedestrian", "cyclist")))
-        print(f"outputs: {out} ({len(list(out.iterdir()))} files)")
-    finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    """Ingest and split in the project copy ``workdir``, then time the EDA run there."""
+    make_project_copy(workdir)
+    print(f"project copy: {workdir}  (cores available: {len(os.sched_getaffinity(0))})", flush=True)
+    t_ingest, _ = kedro(workdir, "--pipelines=ingest,split", "--params", f"ingest.source_dir={args.source.resolve()}")
+    frames = pd.read_parquet(workdir / "data/02_intermediate/frame_index.parquet")
+    print(f"ingest+split (not EDA): {t_ingest:.1f} s, {len(frames)} frames of {frames.trip.nunique()} trips",
+          flush=True)
+
+    t_eda, log = kedro(workdir, "--pipeline=eda")
+    nodes = re.search(r"Pipeline execution completed successfully in ([0-9.]+) sec", log)
+    out = workdir / "data/08_reporting/eda"
+    counts = pd.read_csv(out / "class_counts.csv").groupby("class")["count"].sum()
+    print(f"kedro run --pipeline=eda: {t_eda:.1f} s for {len(frames)} frames "
+          f"({len(frames) / t_eda:.0f} frames/s end to end) -> "
+          f"{'within' if t_eda < args.budget else 'OVER'} the {args.budget:g} s budget")
+    print(f"  of which the pipeline's nodes: {nodes.group(1) if nodes else '?'} s (the rest is start-up: "
+          f"imports, catalog, MLflow run); load average during the run: {os.getloadavg()[0]:.1f}")
+    print("class totals over splits: " + ", ".join(f"{c} {int(counts.get(c, 0)):,}"
+                                                   for c in ("vehicle", "pedestrian", "cyclist")))
+    print(f"outputs: {out} ({len(list(out.iterdir()))} files)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,30 @@ def test_notebook_is_committed_without_outputs():
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
     source = "\n".join(c.source for c in code)
-    assert 'catalog.load("frame_index")' in source and 'catalog.load("split_manifest")' in source
+    for name in ("trips", "split_manifest", "fast_cpu.model"):
+        assert f'catalog.load("{name}")' in source
+
+
+def _save_small_detector(root: Path):
+    """A small detector saved where the catalog's ``fast_cpu.model`` is (its weights are random:
+    the notebook shows how to load and use it; training is covered in tests/test_project_run.py)."""
+    import pandas as pd
+
+    from urban_detection.datasets import DetectorDataset, TripsDataset
+    from urban_detection.detection.model import build_detector
+    from urban_detection.detection.provenance import provenance
+    from urban_detection.detection.trained import TrainedDetector
+    from urban_detection.waymo.trips import data_fingerprint
+
+    trips = TripsDataset(str(root / "data/02_intermediate/trips")).load()
+    manifest = pd.read_parquet(root / "data/03_primary/split_manifest.parquet")
+    cfg = {"name": "fast_cpu", "parent": None,
+           "model": {"arch": "retinanet_resnet18_fpn_small", "image_size": 64, "weights": None},
+           "optimizer": {"type": "adam"}, "augmentations": [], "train": {"steps": 0, "batch_size": 2}}
+    detector = TrainedDetector(model=build_detector("retinanet_resnet18_fpn_small", image_size=64), config=cfg,
+                               provenance=provenance(cfg, data_fingerprint(trips, manifest)), step=0)
+    DetectorDataset(str(root / "data/06_models/fast_cpu/model")).save(detector)
+    return detector
 
 
 def _kedro_kernel(root: Path, monkeypatch) -> str:
@@ -58,6 +81,7 @@ def test_notebook_runs_headlessly_in_the_kedro_kernel(tmp_path, monkeypatch):
 
     tiny = _tiny_project_builder()
     root = tiny.write_tiny_project(tmp_path / "project")
+    detector = _save_small_detector(root)
     (root / "notebooks").mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / "eda.ipynb")
     kernel_name = _kedro_kernel(root, monkeypatch)
@@ -75,7 +99,8 @@ def test_notebook_runs_headlessly_in_the_kedro_kernel(tmp_path, monkeypatch):
     train = tiny.expected_totals("train")
     assert re.search(rf"train\s+{train['vehicle']}\s+{train['pedestrian']}\s+{train['cyclist']}\n", text)
     assert "original_study" in text and "Night" in text
+    assert repr(detector) in text and f"trained on {detector.provenance['train_trips']} trips" in text
     pngs = [o.data["image/png"] for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) == 2  # the gallery and the density plot
+    assert len(pngs) == 3  # the gallery, the density plot and the detector's example frame
     with Image.open(io.BytesIO(base64.b64decode(pngs[0]))) as gallery:
         assert gallery.width > 800  # a grid of at least 10 tiles

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from urban_detection.hooks import ExperimentSelectionHooks
+from urban_detection.hooks import ExperimentSelectionHooks, ModelArtifactsHooks
 
 # Library deprecation chatter that says nothing about this project's runs.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
@@ -26,7 +26,7 @@ def _project_root() -> str:
     return here.as_posix()
 
 
-HOOKS = (ExperimentSelectionHooks(),)
+HOOKS = (ExperimentSelectionHooks(), ModelArtifactsHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

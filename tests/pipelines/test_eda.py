@@ -63,8 +63,8 @@ def write_tiny_project(root: Path) -> Path:
     import tensorflow as tf
 
     for t, trip in enumerate(TRIPS):
-        rel = f"data/02_intermediate/trips/{trip}.tfrecord"
-        with tf.io.TFRecordWriter(str(root / rel)) as writer:
+        rel = f"{trip}.tfrecord"  # the trips dataset stores names relative to its folder
+        with tf.io.TFRecordWriter(str(trips_dir / rel)) as writer:
             for f in range(FRAMES):
                 boxes, labels = frame_objects(t, f)
                 jpeg = frame_jpeg(t, f, boxes, labels)
@@ -77,7 +77,7 @@ def write_tiny_project(root: Path) -> Path:
                                  time_of_day=TIME_OF[trip], weather=WEATHER_OF[trip], location="location_sf",
                                  n_vehicle=n["vehicle"], n_pedestrian=n["pedestrian"], n_cyclist=n["cyclist"],
                                  n_objects=sum(n.values()), image_hash=f"{trip}-{frame}", path=rel))
-    pd.DataFrame(rows).to_parquet(root / "data" / "02_intermediate" / "frame_index.parquet", index=False)
+    pd.DataFrame(rows).to_parquet(trips_dir / "frame_index.parquet", index=False)
     pd.DataFrame([dict(trip=t, split=SPLIT_OF[t], time_of_day=TIME_OF[t], weather=WEATHER_OF[t]) for t in TRIPS]
                  ).to_parquet(root / "data" / "03_primary" / "split_manifest.parquet", index=False)
     return root
@@ -90,11 +90,11 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frames(tiny):
+    from urban_detection.datasets import TripsDataset
     from urban_detection.pipelines.eda.nodes import frames_with_splits
 
-    index = pd.read_parquet(tiny / "data/02_intermediate/frame_index.parquet")
-    index["path"] = [str(tiny / p) for p in index["path"]]
-    return frames_with_splits(index, pd.read_parquet(tiny / "data/03_primary/split_manifest.parquet"))
+    trips = TripsDataset(str(tiny / "data/02_intermediate/trips")).load()
+    return frames_with_splits(trips, pd.read_parquet(tiny / "data/03_primary/split_manifest.parquet"))
 
 
 def expected_totals(split=None):
@@ -234,7 +234,6 @@ def test_figures_are_matplotlib_figures_with_the_class_colours(frames):
 
 @pytest.mark.slow
 def test_eda_pipeline_run_writes_reports_and_mlflow_artifacts(tmp_path, monkeypatch):
-    pytest.importorskip("urban_detection.waymo.ingest", reason="ingest pipeline modules not written yet")
     import mlflow
 
     root = write_tiny_project(tmp_path / "project")
@@ -270,18 +269,19 @@ def test_eda_pipeline_run_writes_reports_and_mlflow_artifacts(tmp_path, monkeypa
 @pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason=f"{REAL_SAMPLE} is absent")
 def test_real_sample_class_totals(tmp_path):
     """The 32 processed trips (640 frames) of the shared sample: totals over splits."""
-    pytest.importorskip("urban_detection.waymo.ingest", reason="ingest module not written yet")
     from urban_detection.pipelines.eda.nodes import class_counts, frames_with_splits
     from urban_detection.pipelines.ingest.nodes import ingest_trips
     from urban_detection.pipelines.split.nodes import assign_splits
 
-    params = {"source_dir": str(REAL_SAMPLE), "output_dir": str(tmp_path / "trips"), "image_size": [640, 640],
+    params = {"source_dir": str(REAL_SAMPLE), "image_size": [640, 640],
               "camera": "FRONT", "frame_stride": 10, "workers": 2, "force": False}
-    index, _ = ingest_trips({"generated": False}, params)
-    manifest = assign_splits(index, {"ratios": {"train": 0.75, "val": 0.15, "test": 0.10}, "seed": 42,
+    store = tmp_path / "trips"
+    store.mkdir()
+    trips, _ = ingest_trips({"generated": False}, store, params)
+    manifest = assign_splits(trips, {"ratios": {"train": 0.75, "val": 0.15, "test": 0.10}, "seed": 42,
                                      "stratify_by": ["time_of_day", "weather"], "min_trips_to_stratify": 10})
-    cc = class_counts(frames_with_splits(index, manifest))
-    assert len(index) == 640
+    cc = class_counts(frames_with_splits(trips, manifest))
+    assert len(trips) == 640
     assert cc.groupby("class")["count"].sum().to_dict() == {"vehicle": 12349, "pedestrian": 4337, "cyclist": 87}
 
 

@@ -80,6 +80,15 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
         self._path = Path(path)
         self.metadata = metadata
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def info(self) -> dict:
+        """``export_info.json`` (step, fingerprint, MLflow run), ``{}`` before the first export."""
+        info_path = self._path / EXPORT_INFO
+        return json.loads(info_path.read_text()) if info_path.is_file() else {}
+
     def load(self):
         from urban_detection.detection.train import ExportedDetector
 

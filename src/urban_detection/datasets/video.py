@@ -25,6 +25,10 @@ class VideoDataset(AbstractDataset[Video, Video]):
             raise DatasetError(f"VideoDataset writes .mp4 files, got {filepath}")
         self.metadata = metadata
 
+    @property
+    def path(self) -> Path:
+        return self._filepath
+
     def load(self) -> Video:
         import imageio_ffmpeg
 

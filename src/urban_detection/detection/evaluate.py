@@ -41,6 +41,9 @@ from urban_detection.detection.coco import (
     to_coco_detections,
     to_coco_ground_truth,
 )
+from urban_detection.detection.waymo_ap import MAP_KEY as WAYMO_MAP
+from urban_detection.detection.waymo_ap import METRIC_NAMES as WAYMO_METRICS
+from urban_detection.detection.waymo_ap import waymo_metrics
 from urban_detection.waymo.example import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -49,13 +52,14 @@ LOSS_METRICS: tuple[str, ...] = ("loss/classification", "loss/localization", "lo
 PER_CLASS_METRICS: tuple[str, ...] = tuple(PER_CLASS_AP.format(c) for c in CLASS_NAMES) + tuple(
     PER_CLASS_AP50.format(c) for c in CLASS_NAMES
 )
-AP_METRICS: tuple[str, ...] = SUMMARY_METRICS[:6] + PER_CLASS_METRICS
+AP_METRICS: tuple[str, ...] = SUMMARY_METRICS[:6] + PER_CLASS_METRICS + WAYMO_METRICS
 FILTERED_PREFIX = "large_box_filter/"
 # Row order of the comparison table; other metrics follow in first-seen order.
 REPORT_ORDER: tuple[str, ...] = (
     SUMMARY_METRICS
     + PER_CLASS_METRICS
-    + tuple(FILTERED_PREFIX + m for m in SUMMARY_METRICS[:3] + PER_CLASS_METRICS[:3])
+    + WAYMO_METRICS
+    + tuple(FILTERED_PREFIX + m for m in SUMMARY_METRICS[:3] + PER_CLASS_METRICS[:3] + (WAYMO_MAP,))
     + LOSS_METRICS
 )
 
@@ -246,7 +250,9 @@ def evaluate_detections(
     """COCO evaluation of one split's per-frame records.
 
     Returns ``ground_truth`` (COCO dict), ``detections`` (COCO results list),
-    ``metrics`` (12 standard numbers + per-class AP, NaN where undefined) and
+    ``metrics`` (12 standard numbers + per-class AP, NaN where undefined, merged with
+    the Waymo-style AP of :func:`~.waymo_ap.waymo_metrics`: ``Waymo2D/mAP``,
+    ``Waymo2D/AP@.70IOU/vehicle``, ``Waymo2D/AP@.50IOU/pedestrian|cyclist``) and
     ``pr_curves`` (class -> (recall, precision) at IoU ``pr_iou``). With
     ``max_area_frac`` (class name -> largest plausible box area as a fraction of the
     image) it also evaluates the detections after :func:`~.coco.filter_large_boxes`:
@@ -256,14 +262,14 @@ def evaluate_detections(
     start = time.perf_counter()
     gt = to_coco_ground_truth(gt_frames)
     dets = to_coco_detections(det_frames, gt)
-    metrics = coco_metrics(gt, dets)
+    metrics = {**coco_metrics(gt, dets), **waymo_metrics(gt_frames, det_frames)}
     curves = precision_recall_curves(gt, dets, iou=pr_iou)
     result: dict[str, Any] = {"ground_truth": gt, "detections": dets, "metrics": metrics, "pr_curves": curves}
     if max_area_frac:
         dropped: dict[str, int] = {}
         filtered_frames = filter_large_boxes(list(det_frames), dict(max_area_frac), dropped)
         fdets = to_coco_detections(filtered_frames, gt)
-        fmetrics = coco_metrics(gt, fdets)
+        fmetrics = {**coco_metrics(gt, fdets), **waymo_metrics(gt_frames, filtered_frames)}
         result["filtered"] = {
             "detections": fdets,
             "metrics": fmetrics,
@@ -342,7 +348,7 @@ def comparison_table(metrics_by_experiment: Mapping[str, Mapping[str, Any]]) -> 
 
     ``metrics_by_experiment`` maps an experiment name to a flat ``{metric: value}``
     dict. Rows follow the Object Detection API order (the 12 COCO numbers, per-class
-    AP, AP of the large-box filter, losses), then any other metric. Non-numeric
+    AP), then the Waymo-style AP, AP of the large-box filter, losses, then any other metric. Non-numeric
     values are left out; missing or undefined values are NaN.
     """
     columns = list(metrics_by_experiment)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from urban_detection.detection.draw import to_uint8_rgb
+from urban_detection.files import commit_temp, discard_temp, reserve_temp
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ def write_video(frames: Iterable[Any], path: str | Path, fps: float = 10) -> int
     replicated edge pixel (no rescaling). GIF frames are held in memory and written
     by Pillow, looping forever. Frames of a different size than the first are resized
     to it (with a warning). Parent folders are created. Returns the number of frames.
+
+    The video is written to a temporary file beside ``path`` and moved onto it at the
+    end, recorded as the project's (:mod:`urban_detection.files`): an interrupted
+    write leaves ``path`` as it was, and a file at ``path`` that the project did not
+    write raises :class:`~urban_detection.files.ForeignFileError` before any frame is
+    consumed (the file stays untouched).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -61,8 +68,18 @@ def write_video(frames: Iterable[Any], path: str | Path, fps: float = 10) -> int
         raise ValueError(f"{path}: unsupported video extension {suffix!r} (use .mp4 or .gif)")
     if fps <= 0:
         raise ValueError("fps must be positive")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = reserve_temp(path, keep_suffix=True)  # ffmpeg picks the container from the suffix
+    try:
+        count = _write_frames(frames, tmp, suffix, fps, path)
+    except BaseException:
+        discard_temp(tmp)
+        raise
+    commit_temp(tmp, path)
+    return count
 
+
+def _write_frames(frames: Iterable[Any], out: Path, suffix: str, fps: float, path: Path) -> int:
+    """Write the video to ``out`` (a temporary file for ``path``, named in messages)."""
     iterator = iter(frames)
     try:
         first = _as_frame(next(iterator), 0, None)
@@ -80,7 +97,7 @@ def write_video(frames: Iterable[Any], path: str | Path, fps: float = 10) -> int
         pil = [Image.fromarray(f) for f in all_frames()]
         count = len(pil)
         pil[0].save(
-            path, save_all=True, append_images=pil[1:], duration=max(1, round(1000 / fps)),
+            out, format="GIF", save_all=True, append_images=pil[1:], duration=max(1, round(1000 / fps)),
             loop=0, optimize=False,
         )
         return count
@@ -89,7 +106,7 @@ def write_video(frames: Iterable[Any], path: str | Path, fps: float = 10) -> int
 
     even = _pad_even(first)
     writer = imageio_ffmpeg.write_frames(
-        str(path),
+        str(out),
         size=(even.shape[1], even.shape[0]),
         fps=fps,
         codec="libx264",

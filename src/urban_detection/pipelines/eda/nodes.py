@@ -28,6 +28,8 @@ CONDITIONS = ("time_of_day", "weather")
 COLOURS = {c: tuple(v / 255 for v in CLASS_COLOURS[c]) for c in CLASSES}
 SPLIT_COLOURS = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868"}
 TIME_COLOURS = {"Day": "#f2b701", "Dawn/Dusk": "#e07b39", "Dawn": "#e07b39", "Dusk": "#e07b39", "Night": "#1f2a5a"}
+ESTIMATED = " (estimated)"
+TIME_COLOURS.update({k + ESTIMATED: v for k, v in list(TIME_COLOURS.items())})
 
 
 def _split_order(values) -> list[str]:
@@ -66,6 +68,9 @@ def frames_with_splits(trips: Trips, split_manifest: pd.DataFrame) -> pd.DataFra
     for col in ("time_of_day", "weather", "location"):
         if col in frames:
             frames[col] = frames[col].fillna("unknown").astype(str)
+    if "time_of_day_estimated" in frames:  # estimated from brightness at ingest: say so in every table and plot
+        estimated = frames["time_of_day_estimated"].astype(bool)
+        frames.loc[estimated, "time_of_day"] = frames.loc[estimated, "time_of_day"] + ESTIMATED
     for c in CLASSES:
         frames[f"n_{c}"] = frames[f"n_{c}"].fillna(0).astype(np.int64)
     frames["n_objects"] = frames[[f"n_{c}" for c in CLASSES]].sum(axis=1)

@@ -11,13 +11,15 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node, pipeline
 
 from urban_detection.pipelines import selection
+from urban_detection.pipelines.train.pipeline import configs_pipeline
 
 from .nodes import compare_experiments, make_evaluate_node, make_export_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    names = list(selection.experiments())
-    branches = Pipeline([])
+    chosen = selection.experiments()
+    names = list(chosen)
+    branches = configs_pipeline(chosen)
     for name in names:
         branches += pipeline(
             [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from urban_detection import files
 from urban_detection.waymo.ingest import ingest_files
+from urban_detection.waymo.lighting import estimate_lighting
 from urban_detection.waymo.synthetic import write_synthetic_trips
 from urban_detection.waymo.trips import Trips
 
@@ -72,8 +73,13 @@ def ingest_trips(synthetic_manifest: dict, trip_store: Path, params: dict) -> tu
     index = result.index_frame()
     for col in ("time_of_day", "weather", "location"):
         index[col] = index[col].fillna("unknown").astype(str)
-    index = index.sort_values(["trip", "frame"]).reset_index(drop=True)
+    index = estimate_lighting(index.sort_values(["trip", "frame"]).reset_index(drop=True))
     report = result.report
+    estimated = sorted(index.loc[index["time_of_day_estimated"], "trip"].unique())
+    report["time_of_day_estimated_trips"] = len(estimated)
+    if estimated:
+        log.info("time of day unknown for %d trip(s): estimated from image brightness (Day / Dawn/Dusk / Night)",
+                 len(estimated))
     log.info("ingested %d trips, %d/%d frames, objects %s, skipped %s", report["trips"], report["frames_written"],
              report["frames_read"], report["objects_written"], report["skipped"])
     return Trips(root=trip_store, index=index), report

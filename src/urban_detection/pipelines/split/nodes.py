@@ -98,6 +98,13 @@ def assign_splits(trips: Trips, params: dict) -> pd.DataFrame:
     return trips[["trip", "split", "time_of_day", "weather"]].sort_values("trip").reset_index(drop=True)
 
 
+def _estimated_trips(frames: pd.DataFrame) -> int:
+    """Trips whose time of day was estimated from brightness (see urban_detection.waymo.lighting)."""
+    if "time_of_day_estimated" not in frames:
+        return 0
+    return int(frames.loc[frames["time_of_day_estimated"].astype(bool), "trip"].nunique())
+
+
 def verify_split(split_proposal: pd.DataFrame, trips: Trips) -> tuple[pd.DataFrame, dict]:
     """Check the proposed split; return it as the verified ``split_manifest`` and the split report.
 
@@ -147,5 +154,6 @@ def verify_split(split_proposal: pd.DataFrame, trips: Trips) -> tuple[pd.DataFra
             "objects": objects,
             "time_of_day": {str(k): int(v) for k, v in part.drop_duplicates("trip").time_of_day.value_counts().items()},
             "weather": {str(k): int(v) for k, v in part.drop_duplicates("trip").weather.value_counts().items()},
+            "time_of_day_estimated_trips": _estimated_trips(part),
         }
     return split_manifest.reset_index(drop=True), report

@@ -18,11 +18,18 @@ from .nodes import make_train_node, preview_augmentations, resolve_configs
 SHARED = {"trips", "split_manifest"}
 
 
+def configs_pipeline(chosen: dict) -> Pipeline:
+    """The node resolving and validating the selected experiments' configs (train and evaluate
+    both start from it, so each checks models against the current parameters)."""
+    if not chosen:
+        return Pipeline([])
+    return Pipeline([node(resolve_configs, "params:train", {name: f"{name}.config" for name in chosen},
+                          name="resolve_experiment_configs")])
+
+
 def create_pipeline(**kwargs) -> Pipeline:
     chosen = selection.experiments()
-    configs = node(resolve_configs, "params:train", {name: f"{name}.config" for name in chosen},
-                   name="resolve_experiment_configs")
-    branches = Pipeline([configs]) if chosen else Pipeline([])
+    branches = configs_pipeline(chosen)
     for name, parent in chosen.items():
         inputs = {"config": "config", "trips": "trips", "split_manifest": "split_manifest",
                   "checkpoints": "checkpoints"}
