@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     make_project_copy(workdir)
     print(f"project copy: {workdir}  (cores available: {len(os.sched_getaffinity(0))})", flush=True)
     t_ingest, _ = kedro(workdir, "--pipelines=ingest,split", "--params", f"ingest.source_dir={args.source.resolve()}")
-    frames = pd.read_parquet(workdir / "data/02_intermediate/frame_index.parquet")
+    frames = pd.read_parquet(workdir / "data/02_intermediate/trips/frame_index.parquet")
     print(f"ingest+split (not EDA): {t_ingest:.1f} s, {len(frames)} frames of {frames.trip.nunique()} trips",
           flush=True)
 

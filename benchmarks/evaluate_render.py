@@ -8,7 +8,7 @@ Prints
   model inference frames/s on the same, already decoded frames (SavedModel and Keras).
 
 Model: the experiment's trained weights when the train pipeline has produced them
-(``data/06_models/<experiment>/final.weights.h5``), else the same architecture with
+(``data/06_models/<experiment>/model``), else the same architecture with
 random weights (inference cost is the same). Data: the project's test split when
 ingest/split have run, else the real sample in ``../shared/data/waymo_processed_sample``,
 else tiny synthetic trips. Rendering reads a synthetic raw segment written to a temp dir.
@@ -44,26 +44,27 @@ def experiment_model_spec(name: str) -> dict:
 
 
 def load_model(name: str, image_size: int | None):
-    from urban_detection.detection.evaluate import load_trained_model
     from urban_detection.detection.model import build_detector
+
+    from urban_detection.detection.trained import load_trained
 
     spec = experiment_model_spec(name)
     size = image_size or spec["image_size"]
-    weights = ROOT / "data" / "06_models" / name / "final.weights.h5"
-    if weights.is_file() and size == spec["image_size"]:
-        return load_trained_model(spec["arch"], size, weights_file=weights, overrides=spec.get("overrides")), \
-            f"{name} trained weights ({weights.relative_to(ROOT)})", size
+    folder = ROOT / "data" / "06_models" / name / "model"
+    if (folder / "model.json").is_file():
+        trained = load_trained(folder)
+        if size == trained.image_size:
+            return trained.model, f"{name} trained model ({folder.relative_to(ROOT)}, step {trained.step})", size
     return build_detector(spec["arch"], image_size=size), f"{spec['arch']} with random weights", size
 
 
 def test_paths(max_files: int) -> tuple[list[str], str]:
     manifest = ROOT / "data" / "03_primary" / "split_manifest.parquet"
-    index = ROOT / "data" / "02_intermediate" / "frame_index.parquet"
+    index = ROOT / "data" / "02_intermediate" / "trips" / "frame_index.parquet"
     if manifest.exists() and index.exists():
-        m, f = pd.read_parquet(manifest), pd.read_parquet(index)
-        trips = set(m.loc[m.split == "test", "trip"])
-        paths = sorted(f.loc[f.trip.isin(trips), "path"].unique())
-        paths = [str(ROOT / p) if not Path(p).is_absolute() else p for p in paths]
+        from urban_detection.datasets import TripsDataset
+
+        paths = TripsDataset(str(index.parent)).load().split_paths(pd.read_parquet(manifest), "test")
         if paths:
             return paths[:max_files], "project test split"
     if SAMPLE.is_dir():

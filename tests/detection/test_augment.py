@@ -332,6 +332,29 @@ def test_black_patches_are_black_squares_of_the_requested_size():
     np.testing.assert_array_equal(out, image)
 
 
+def laplacian_variance(image):
+    """Sharpness: variance of the 4-neighbour Laplacian of the grey image."""
+    g = np.asarray(image, np.float32).mean(axis=2)
+    return (4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]).var()
+
+
+def test_rain_blur_lowers_sharpness():
+    """Rain streaks add a few edges, but the blur must leave the frame clearly softer than it was."""
+    rng = np.random.default_rng(0)
+    image = np.full((96, 128, 3), 90.0)
+    image[20:60, 10:50] = (200, 60, 60)
+    image[40:90, 70:110] = (50, 180, 70)
+    image = np.clip(image + rng.normal(0, 12, (96, 128, 1)), 0, 255).astype(np.uint8)  # road-like texture
+    frame = (image, np.zeros((0, 4), np.float32), np.zeros((0,), np.int32))
+    before = laplacian_variance(image)
+    for s in range(4):
+        out, _, _ = run(A.random_rain_blur, frame, seed=[s, 1], probability=1.0)
+        assert laplacian_variance(out) < 0.5 * before, s
+        assert np.abs(out - image).mean() > 1.0  # streaks and blur changed the image
+    out, _, _ = run(A.random_rain_blur, frame, seed=[0, 1], probability=0.0)
+    np.testing.assert_array_equal(out, image)
+
+
 # ----------------------------------------------------------------------------- tf.data
 
 

@@ -118,6 +118,57 @@ def test_write_video_round_trip(tmp_path, suffix):
     assert last[..., 0].mean() > 150 and last[..., 1].mean() < 100
 
 
+def outline_mask(box, h, w, line_width=2):
+    """Pixels of the left, right and bottom outline of ``box`` as draw_detections draws it
+    (the top edge carries the caption band); rows near the corners left out."""
+    ymin, xmin, ymax, xmax = box
+    x0, y0 = round(xmin * w), round(ymin * h)
+    x1, y1 = round(xmax * w) - 1, round(ymax * h) - 1
+    mask = np.zeros((h, w), bool)
+    rows = slice(y0 + 2 * line_width, y1 - line_width)
+    mask[rows, x0:x0 + line_width] = True
+    mask[rows, x1 - line_width + 1:x1 + 1] = True
+    mask[y1 - line_width + 1:y1 + 1, x0 + line_width:x1 - line_width] = True
+    return mask
+
+
+def test_detections_in_an_h264_video_keep_their_class_colours(tmp_path):
+    """Boxes drawn as render does (default width, captions) and encoded to H.264 decode with their
+    class colour on the outline: red vehicle, green pedestrian, blue cyclist, each nearest its own."""
+    import imageio_ffmpeg
+
+    h, w = 120, 192
+    rng = np.random.default_rng(0)
+    background = np.clip(110 + rng.integers(-20, 20, (h, w, 1)), 0, 255).astype(np.uint8).repeat(3, axis=2)
+    boxes = [[0.3, 0.05, 0.8, 0.3], [0.25, 0.4, 0.85, 0.6], [0.35, 0.7, 0.75, 0.95]]
+    labels = {1: "vehicle", 2: "pedestrian", 4: "cyclist"}
+    drawn = [draw_detections(background, boxes, list(labels), scores=[0.9, 0.8, 0.7]) for _ in range(4)]
+    write_video(drawn, tmp_path / "v.mp4", fps=5)
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "v.mp4"))
+    size = next(reader)["size"]
+    decoded = [np.frombuffer(f, np.uint8).reshape(size[1], size[0], 3).astype(int) for f in reader]
+    assert len(decoded) == 4
+    palette = {name: np.array(c) for name, c in CLASS_COLOURS.items()}
+    measured = {}
+    for box, name in zip(boxes, labels.values()):
+        channel = int(np.argmax(palette[name]))  # the class colour's one saturated channel
+        for frame in decoded:
+            outline = frame[outline_mask(box, h, w)]
+            colour = np.median(outline, axis=0)
+            # H.264 with 4:2:0 chroma halves the colour resolution: a 2 px line keeps its hue and
+            # most of its saturation (green, which carries most of the luma, loses the most)
+            assert colour[channel] >= 190 and np.delete(colour, channel).max() <= 90, (name, colour)
+            nearest = min(palette, key=lambda n: np.abs(palette[n] - colour).sum())
+            assert nearest == name, (name, colour)
+            assert (outline.argmax(axis=1) == channel).mean() >= 0.9, name
+        measured[name] = colour
+    # the colour differs per class
+    names = list(measured)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.abs(measured[a] - measured[b]).max() >= 150, (a, b, measured)
+
+
 def test_write_video_odd_size_is_padded_to_even(tmp_path):
     path = tmp_path / "odd.mp4"
     write_video(moving_frames(3, 33, 45), path, fps=10)

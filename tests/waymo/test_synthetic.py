@@ -1,8 +1,7 @@
-"""Synthetic trips: determinism, labels, class shares, motion, speed, files."""
+"""Synthetic trips: determinism, labels, class shares, motion, streaming, files."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -142,23 +141,30 @@ def test_night_is_darker_than_day_and_rain_is_blurred():
     assert night.frames[0].image.mean() < 0.6 * day.frames[0].image.mean()
 
     def sharpness(img):
+        """Variance of the grey image's Laplacian over its variance."""
         g = img.astype(np.float32).mean(axis=2)
-        return np.abs(np.diff(g, axis=1)).mean()
+        laplacian = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+        return laplacian.var() / g.var()
 
-    # compare the lower half (road): rain streaks add edges in the sky
-    assert sharpness(rain.frames[0].image[120:, :]) < sharpness(day.frames[0].image[120:, :]) * 1.5
+    # compare the lower half (road; rain streaks add edges in the sky). Rain also dims and desaturates
+    # the scene, so sharpness is high-frequency energy relative to the contrast: unblurred rain scores
+    # about 1.2x the sunny frame, the blurred one about 0.4x.
+    assert sharpness(rain.frames[0].image[120:, :]) < 0.6 * sharpness(day.frames[0].image[120:, :])
     assert day.stats["time_of_day"] == "Day" and night.stats["time_of_day"] == "Night"
 
 
-def test_render_speed():
-    trip, frames = syn.iter_trip(
-        2, 12, width=960, height=640, seed=0, cameras=("FRONT",), conditions={"time_of_day": "Day", "weather": "sunny"}
-    )
-    next(frames)
-    t0 = time.perf_counter()
-    n = sum(1 for _ in frames)
-    per_frame = (time.perf_counter() - t0) / n
-    assert per_frame < 0.02, f"{per_frame * 1000:.1f} ms per 960x640 frame"
+def test_iter_trip_streams_full_size_frames_like_render_trip():
+    """Frames come one at a time at 960x640, equal to render_trip's. (Render speed is a figure
+    of benchmarks/ingest_throughput.py, not an assertion: it depends on the machine's load.)"""
+    conditions = {"time_of_day": "Day", "weather": "sunny"}
+    trip, frames = syn.iter_trip(2, 12, width=960, height=640, seed=0, cameras=("FRONT",), conditions=conditions)
+    assert iter(frames) is frames  # a lazy iterator, not a list
+    streamed = list(frames)
+    whole = syn.render_trip(2, 12, width=960, height=640, seed=0, cameras=("FRONT",), conditions=conditions)
+    assert trip.name == whole.name and len(streamed) == len(whole.frames) == 12
+    for (frame, images), ref in zip(streamed, whole.frames):
+        assert frame.image.shape == (640, 960, 3) and images["FRONT"].size == (960, 640)
+        assert np.array_equal(frame.image, ref.image) and np.array_equal(frame.boxes, ref.boxes)
 
 
 def test_written_segments_are_deterministic_waymo_files(tmp_path):

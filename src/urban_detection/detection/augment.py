@@ -41,6 +41,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from urban_detection.detection.config import did_you_mean
 from urban_detection.waymo.example import LABEL_MAP
 
 __all__ = [
@@ -664,37 +665,43 @@ def op_parameters(name: str) -> dict[str, Any]:
 
 def _lookup(name) -> Callable:
     if name not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {name!r} (known: {', '.join(AUGMENTATIONS)})")
+        raise ValueError(f"unknown augmentation {name!r}{did_you_mean(name, AUGMENTATIONS)} "
+                         f"(known: {', '.join(AUGMENTATIONS)})")
     return AUGMENTATIONS[name]
 
 
 def _parse_spec(index: int, spec) -> tuple[str, dict[str, Any]]:
+    """``(name, params)`` of one spec; ``ValueError`` naming its path ``augmentations[i].<key>``."""
+    at = f"augmentations[{index}]"
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, Mapping):
-        raise ValueError(
-            f"augmentation #{index} must be a mapping like {{'name': ..., **params}}, "
-            f"got {type(spec).__name__}"
-        )
+        raise ValueError(f"{at} must be a mapping like {{'name': ..., **params}}, got {type(spec).__name__}")
     if "name" not in spec:
-        raise ValueError(f"augmentation #{index} has no 'name' (got keys {sorted(spec)})")
+        raise ValueError(f"{at} has no 'name' (got keys {sorted(spec)})")
     name = spec["name"]
-    known = op_parameters(name)
+    try:
+        known = op_parameters(name)
+    except ValueError as exc:
+        raise ValueError(f"{at}.name: {exc}") from None
     params = {k: v for k, v in spec.items() if k != "name"}
     for key in params:
         if key not in known:
             raise ValueError(
-                f"unknown parameter {key!r} for augmentation {name!r} "
-                f"(known: {', '.join(known) or 'none'})"
+                f"{at}.{key}: unknown parameter {key!r} for augmentation {name!r}"
+                f"{did_you_mean(key, known)} (known: {', '.join(known) or 'none'})"
             )
     for key in ("probability", "random_coef"):
         value = params.get(key)
         if isinstance(value, int | float) and not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"augmentation {name!r}: {key} must be in [0, 1], got {value!r}")
+            raise ValueError(f"{at}.{key}: augmentation {name!r}: {key} must be in [0, 1], got {value!r}")
     if name == "ssd_random_crop_pad_fixed_aspect_ratio":
         merged = {**known, **params}
-        _ssd_cases(*(merged[k] for k in ("min_object_covered", "aspect_ratio_range",
-                                         "area_range", "overlap_thresh", "random_coef")))
+        try:
+            _ssd_cases(*(merged[k] for k in ("min_object_covered", "aspect_ratio_range",
+                                             "area_range", "overlap_thresh", "random_coef")))
+        except ValueError as exc:
+            raise ValueError(f"{at}: augmentation {name!r}: {exc}") from None
     return name, params
 
 

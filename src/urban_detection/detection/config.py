@@ -4,18 +4,185 @@ A resolved config is a plain dict (YAML-friendly)::
 
     name, parent, model{arch, image_size, weights}, optimizer{type, ..., schedule{...}},
     augmentations[{name, ...}], train{batch_size, steps, checkpoint_every, ...}
+
+:data:`CONFIG_SCHEMA` lists every key a config may hold; any other key (a typo such as
+``train.step``) is a :class:`ConfigError` naming its path and the nearest valid key.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+import difflib
+from typing import Any, Iterator, Mapping, NamedTuple
 
-KNOWN_ARCHS = ("retinanet_resnet50_fpn", "retinanet_resnet18_fpn_small")
+KNOWN_ARCHS = ("retinanet_resnet50_fpn_coco", "retinanet_resnet50_fpn", "retinanet_resnet18_fpn_small")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
 class ConfigError(ValueError):
     """An experiment config that cannot be trained."""
+
+
+NUMBER = (int, float)
+
+
+class Leaf:
+    """A key holding a value: its accepted types (``None`` for null), optionally ``positive``
+    (ints >= 1) or one of ``choices``."""
+
+    def __init__(self, *types, positive: bool = False, choices: tuple = ()):
+        self.types = tuple(type(None) if t is None else t for t in types)
+        self.positive = positive
+        self.choices = tuple(choices)
+
+    def problem(self, path: str, value: Any) -> str | None:
+        """Why ``value`` does not fit (``None`` when it does)."""
+        # true/false is no number here: a bool fits bool (or object), not int or float
+        if not any(isinstance(value, t) and not (isinstance(value, bool) and t in NUMBER) for t in self.types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in self.types)
+            return f"{path} must be {names}, got {value!r}"
+        if self.positive and isinstance(value, int) and value < 1:
+            return f"{path} must be a positive int, got {value!r}"
+        if self.choices and value is not None and value not in self.choices:
+            return f"unknown {path} {value!r} (known: {', '.join(self.choices)}){did_you_mean(value, self.choices)}"
+        return None
+
+
+# Every key an experiment config may hold: a dict is a section (only its keys are valid), a
+# Leaf a value. When code starts reading a new key (training.py, detection/train.py,
+# pipelines/evaluate/nodes.py), add it here. Keys of `optimizer` depend on its type
+# (OPTIMIZER_KEYS, SCHEDULE_KEYS), `model.overrides` are checked against model.ARCHS[arch] and
+# augmentation params by augment.validate_augmentations.
+CONFIG_SCHEMA: dict[str, Any] = {
+    "name": Leaf(str),
+    "parent": Leaf(str, None),  # an experiment to fine-tune from
+    "model": {
+        "arch": Leaf(str, choices=KNOWN_ARCHS),
+        "image_size": Leaf(int),
+        "weights": Leaf(str, None),
+        "overrides": Leaf(Mapping, None),
+    },
+    "optimizer": Leaf(Mapping),
+    "augmentations": Leaf(list, None),
+    "train": {
+        "batch_size": Leaf(int, positive=True),
+        "steps": Leaf(int, positive=True),
+        "checkpoint_every": Leaf(int, positive=True),
+        "keep_checkpoints": Leaf(int, positive=True),
+        "log_every": Leaf(int, positive=True),
+        "val_batches": Leaf(int, None, positive=True),  # validation-loss batches per checkpoint
+        "shuffle_buffer": Leaf(int),
+        "seed": Leaf(int),
+        "cache": Leaf(bool),
+        "mixed_precision": Leaf(bool),
+        "jit_compile": Leaf(bool),
+        "strategy": Leaf(str, choices=STRATEGIES),
+        "log_keras_model": Leaf(bool),
+        "log_checkpoints": Leaf(bool),
+        "best_metric": Leaf(str),
+        "val_coco_frames": Leaf(int, None, positive=True),
+        "focal_alpha": Leaf(*NUMBER),
+        "focal_gamma": Leaf(*NUMBER),
+        "smooth_l1_beta": Leaf(*NUMBER),
+    },
+}
+_OPTIMIZER_COMMON = ("type", "schedule", "learning_rate", "clipnorm", "global_clipnorm", "weight_decay")
+# Keys of `optimizer` per type and of `optimizer.schedule` per type (values: schedules.py checks them).
+OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
+    "momentum": _OPTIMIZER_COMMON + ("momentum", "nesterov"),
+    "sgd": _OPTIMIZER_COMMON + ("nesterov",),
+    "adam": _OPTIMIZER_COMMON + ("beta_1", "beta_2", "epsilon"),
+}
+SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
+    "cosine": ("type", "base_lr", "total_steps", "warmup_lr", "warmup_steps", "hold_base_rate_steps"),
+    "manual_step": ("type", "initial_lr", "steps", "warmup"),
+    "constant": ("type", "learning_rate"),
+}
+# Keys of the `train` parameters (conf/base/parameters_train.yml) around the configs.
+TRAIN_PARAMS_KEYS = ("experiments", "settings", "base", "catalog")
+
+
+class Problem(NamedTuple):
+    """Something wrong at ``path`` of a config; ``unknown``: the key itself is not in the schema."""
+
+    path: str
+    message: str
+    unknown: bool = False
+
+
+def did_you_mean(word: Any, valid, prefix: str = "") -> str:
+    """``"; did you mean `<prefix><nearest>`?"`` for the valid word nearest to ``word`` (difflib,
+    or one that ``word`` abbreviates: ``prob`` -> ``probability``); ``""`` when none is near."""
+    valid, word = [str(v) for v in valid], str(word)
+    close = difflib.get_close_matches(word, valid, n=1, cutoff=0.6) or [v for v in valid if word and v.startswith(word)]
+    return f"; did you mean `{prefix}{close[0]}`?" if close else ""
+
+
+def _all_paths(schema: Mapping, prefix: str = "") -> Iterator[str]:
+    for key, spec in schema.items():
+        yield prefix + key
+        if isinstance(spec, Mapping):
+            yield from _all_paths(spec, f"{prefix}{key}.")
+
+
+def _unknown(path: str, key: str, valid, context: str = "", schema: Mapping | None = None) -> Problem:
+    """An unknown key, with the same key in another section of ``schema`` (``train.image_size``
+    -> ``model.image_size``), else the nearest valid key of its section, else the valid keys."""
+    elsewhere = [p for p in _all_paths(CONFIG_SCHEMA if schema is None else schema) if p.rsplit(".", 1)[-1] == key]
+    hint = (f"; did you mean `{elsewhere[0]}`?" if elsewhere
+            else did_you_mean(key, valid, path[: -len(key)]) or f" (valid: {', '.join(sorted(valid))})")
+    return Problem(path, f"unknown key `{path}`{context}{hint}", unknown=True)
+
+
+def _section_problems(section: Mapping, schema: Mapping, prefix: str = "") -> Iterator[Problem]:
+    for key, value in section.items():
+        path = f"{prefix}{key}"
+        spec = schema.get(key)
+        if spec is None:
+            yield _unknown(path, str(key), schema)
+        elif isinstance(spec, Mapping):
+            if not isinstance(value, Mapping):
+                yield Problem(path, f"{path} must be a mapping of {', '.join(spec)}, got {value!r}")
+            else:
+                yield from _section_problems(value, spec, path + ".")
+        elif (message := spec.problem(path, value)) is not None:
+            yield Problem(path, message)
+
+
+def _typed_keys(section: Mapping, keys_by_type: Mapping[str, tuple], aliases: Mapping[str, str],
+                prefix: str, noun: str) -> Iterator[Problem]:
+    kind = aliases.get(str(section.get("type", "")).lower())
+    if kind is None:  # schedules.validate_optimizer_config names the valid types
+        return
+    for key in section:
+        if key not in keys_by_type[kind]:
+            yield _unknown(f"{prefix}{key}", str(key), keys_by_type[kind], context=f" for a {kind} {noun}")
+
+
+def schema_problems(cfg: Mapping) -> list[Problem]:
+    """A :class:`Problem` for every key of ``cfg`` that :data:`CONFIG_SCHEMA` does not know
+    and every value of the wrong type; empty when the config fits the schema."""
+    from .schedules import _OPTIMIZER_ALIASES, _SCHEDULE_ALIASES
+
+    problems = list(_section_problems(cfg, CONFIG_SCHEMA))
+    optimizer = cfg.get("optimizer")
+    if isinstance(optimizer, Mapping):
+        problems += _typed_keys(optimizer, OPTIMIZER_KEYS, _OPTIMIZER_ALIASES, "optimizer.", "optimizer")
+        if isinstance(optimizer.get("schedule"), Mapping):
+            problems += _typed_keys(optimizer["schedule"], SCHEDULE_KEYS, _SCHEDULE_ALIASES, "optimizer.schedule.",
+                                    "schedule")
+    model = cfg.get("model")
+    if isinstance(model, Mapping) and isinstance(model.get("overrides"), Mapping) and model["overrides"]:
+        from .model import ARCHS
+
+        arch = ARCHS.get(model.get("arch"))
+        if arch is None:  # an unknown arch is reported as such
+            return problems
+        problems += _section_problems(model["overrides"], {k: Leaf(object) for k in arch}, "model.overrides.")
+        encoder = model["overrides"].get("encoder")
+        if isinstance(encoder, Mapping):
+            problems += _section_problems(encoder, {k: Leaf(object) for k in arch["encoder"]},
+                                          "model.overrides.encoder.")
+    return problems
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
@@ -53,15 +220,29 @@ def name_list(value: Any) -> list[str] | None:
     return [str(v) for v in value]
 
 
+def _has_path(d: Any, path: str) -> bool:
+    for key in path.split("."):
+        if not isinstance(d, Mapping) or key not in d:
+            return False
+        d = d[key]
+    return True
+
+
 def resolve_experiments(train_params: Mapping) -> dict[str, dict]:
     """Resolve and validate every experiment selected in ``train_params['experiments']``.
 
     ``train_params`` holds ``experiments`` (names), ``base`` (a full config),
     ``catalog`` (name -> overrides of base, optional ``parent``) and ``settings``
     (overrides applied last to every selected experiment, e.g. from ``--params``).
+    Unknown keys anywhere (also in experiments not selected) are errors.
     Raises :class:`ConfigError` naming the experiment and the problem.
     """
     params = _plain(train_params)
+    unknown_params = [key for key in params if key not in TRAIN_PARAMS_KEYS]
+    if unknown_params:
+        raise ConfigError("; ".join(
+            f"unknown key `train.{k}`; did you mean `train.settings.{k}`?" if k in CONFIG_SCHEMA  # --params slip
+            else _unknown(f"train.{k}", k, TRAIN_PARAMS_KEYS, schema={}).message for k in unknown_params))
     selected = name_list(params.get("experiments")) or []
     catalog = params.get("catalog") or {}
     unknown = [n for n in selected if n not in catalog]
@@ -69,22 +250,49 @@ def resolve_experiments(train_params: Mapping) -> dict[str, dict]:
         raise ConfigError(f"unknown experiment(s) {unknown}; defined: {sorted(catalog)}")
     if not selected:
         raise ConfigError("train.experiments selects no experiment")
+    base = params.get("base") or {}
+    for name, overrides in catalog.items():  # a typo in an unselected experiment fails now too
+        sources = {"train.base": base, f"train.catalog.{name}": overrides or {}}
+        _raise_schema_problems(name, deep_merge(base, overrides or {}), sources)
+    settings = params.get("settings") or {}
     resolved = {}
     for name in selected:
-        cfg = deep_merge(params["base"], catalog[name] or {})
-        cfg = deep_merge(cfg, params.get("settings") or {})
+        cfg = deep_merge(deep_merge(base, catalog[name] or {}), settings)
         cfg["name"] = name
         cfg.setdefault("parent", None)
-        sched = cfg["optimizer"].get("schedule", {})
-        if sched.get("type") == "cosine" and not sched.get("total_steps"):
-            sched["total_steps"] = cfg["train"]["steps"]
-        validate_config(cfg, catalog)
+        optimizer, train = cfg.get("optimizer"), cfg.get("train")
+        sched = optimizer.get("schedule") if isinstance(optimizer, Mapping) else None
+        if (isinstance(sched, dict) and sched.get("type") == "cosine" and not sched.get("total_steps")
+                and isinstance(train, Mapping)):
+            sched["total_steps"] = train.get("steps")
+        validate_config(cfg, catalog, sources={"train.base": base, f"train.catalog.{name}": catalog[name] or {},
+                                               "train.settings": settings})
         resolved[name] = cfg
     return resolved
 
 
-def validate_config(cfg: Mapping, catalog: Mapping | None = None) -> None:
-    """Raise :class:`ConfigError` when the config cannot be trained."""
+def _raise_schema_problems(name: str, cfg: Mapping, sources: Mapping[str, Mapping] | None,
+                        only_unknown: bool = True) -> None:
+    problems = schema_problems(cfg)
+    if only_unknown:
+        problems = [p for p in problems if p.unknown]
+    if not problems:
+        return
+    messages = []
+    for path, message, _ in problems:
+        origin = [src for src, layer in (sources or {}).items() if _has_path(layer, path)]
+        messages.append(f"{message} (set in {origin[-1]})" if origin else message)
+    raise ConfigError(f"experiment {name!r}: " + "; ".join(messages))
+
+
+def validate_config(cfg: Mapping, catalog: Mapping | None = None,
+                    sources: Mapping[str, Mapping] | None = None) -> None:
+    """Raise :class:`ConfigError` when the config cannot be trained.
+
+    Unknown keys and values of the wrong type (see :data:`CONFIG_SCHEMA`) are errors naming
+    the key path and the nearest valid key; ``sources`` (name -> the partial config it
+    contributed, in merge order) lets the message say where a bad key was set.
+    """
     from .augment import validate_augmentations
     from .schedules import validate_optimizer_config
 
@@ -94,8 +302,11 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None) -> None:
         raise ConfigError(f"experiment {name!r}: {msg}")
 
     for section in ("model", "optimizer", "train"):
-        if not isinstance(cfg.get(section), Mapping):
+        if section not in cfg or cfg[section] is None:
             fail(f"missing section {section!r}")
+        if not isinstance(cfg[section], Mapping):
+            fail(f"{section} must be a mapping, got {cfg[section]!r}")
+    _raise_schema_problems(name, cfg, sources, only_unknown=False)
     model, train = cfg["model"], cfg["train"]
     if model.get("arch") not in KNOWN_ARCHS:
         fail(f"unknown model.arch {model.get('arch')!r} (known: {', '.join(KNOWN_ARCHS)})")
@@ -105,8 +316,6 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None) -> None:
     for key in ("batch_size", "steps", "checkpoint_every"):
         if not isinstance(train.get(key), int) or train[key] < 1:
             fail(f"train.{key} must be a positive int, got {train.get(key)!r}")
-    if train.get("strategy", "default") not in STRATEGIES:
-        fail(f"train.strategy must be one of {STRATEGIES}, got {train.get('strategy')!r}")
     parent = cfg.get("parent")
     if parent is not None:
         if catalog is not None and parent not in catalog:
@@ -117,13 +326,10 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None) -> None:
         validate_optimizer_config(cfg["optimizer"])
     except ValueError as exc:
         fail(f"optimizer: {exc}")
-    augs = cfg.get("augmentations") or []
-    if not isinstance(augs, list):
-        fail("augmentations must be a list of {name: ..., params...}")
     try:
-        validate_augmentations(augs)
-    except ValueError as exc:
-        fail(f"augmentations: {exc}")
+        validate_augmentations(cfg.get("augmentations") or [])
+    except ValueError as exc:  # names the path: augmentations[i].<param>
+        fail(str(exc))
 
 
 def experiment_order(configs: Mapping[str, Mapping]) -> list[str]:

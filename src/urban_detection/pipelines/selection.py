@@ -31,10 +31,11 @@ def _from_project_config() -> dict:
     from pathlib import Path
 
     from kedro.framework.project import settings
-    from kedro.framework.startup import _find_kedro_project
 
-    root = _find_kedro_project(Path.cwd())
-    if root is None:
+    from urban_detection.settings import _project_root
+
+    root = Path(_project_root())
+    if not (root / settings.CONF_SOURCE).is_dir():
         return {}
     loader = settings.CONFIG_LOADER_CLASS(conf_source=str(root / settings.CONF_SOURCE),
                                           env=os.environ.get("KEDRO_ENV"), **settings.CONFIG_LOADER_ARGS)
