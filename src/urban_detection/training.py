@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from urban_detection.detection import augment, data, model as detmodel, train as dettrain
+from urban_detection.detection import augment, data, model as detmodel, pretrained, train as dettrain
 from urban_detection.detection.trained import TrainedDetector
 from urban_detection.tracking import experiment_run, log_metrics
 
@@ -57,6 +57,8 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                                             **(mcfg.get("overrides") or {}))
         if parent is not None and not resuming:
             detmodel._assign_matching(model, parent.model, f"the trained {parent.name} model")
+            pretrained.set_init_report(model, pretrained.init_report(
+                model, f"{parent.name}@{parent.fingerprint[:12]}", pretrained.COMPONENTS, "parent experiment"))
             log.info("%s: initial weights from %r", name, parent)
 
         augmenter = augment.build_augmenter(cfg.get("augmentations"))
@@ -70,6 +72,8 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 on_run(run.info.run_id)
             if parent is not None:
                 mlflow.set_tag("parent_model", f"{parent.name}@{parent.fingerprint[:12]} step {parent.step}")
+            if not resuming and getattr(model, "init_report", None):
+                mlflow.log_dict(model.init_report, "init_report.json")  # weights loaded vs newly initialised
 
             def on_checkpoint(step, path, val_metrics):
                 log_metrics({f"val/{k}": v for k, v in val_metrics.items() if k.startswith("loss/")}, step)
@@ -86,6 +90,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 mixed_precision=bool(tcfg.get("mixed_precision", False)),
                 jit_compile=bool(tcfg.get("jit_compile", False)), strategy=strategy,
                 optimizer=cfg["optimizer"], val_steps=tcfg.get("val_batches"),
+                **{k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta") if k in tcfg},
             )
             trained_now = result.step > result.start_step
             if trained_now and tcfg.get("log_keras_model", True):

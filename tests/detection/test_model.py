@@ -76,6 +76,27 @@ def test_resnet50_matches_the_od_api_config():
     assert float(model.classification_head_prior_probability) == 0.01
 
 
+def test_resnet50_coco_matches_the_keras_hub_preset_layout():
+    model = build_detector("retinanet_resnet50_fpn_coco", 128)
+    bb = model.backbone
+    assert bb.image_encoder.stackwise_num_blocks == [3, 4, 6, 3] and bb.image_encoder.block_type == "bottleneck_block"
+    assert (bb.min_level, bb.max_level, bb.use_p5, bb.use_fpn_batch_norm) == (3, 7, False, False)
+    fpn = bb.feature_pyramid
+    assert fpn.num_filters == 256 and not fpn.lateral_batch_norm_layers and not fpn.output_batch_norms
+    # P6 from the FPN's 256-channel P5 output (not from the backbone's 2048-channel C5)
+    assert tuple(fpn.output_conv_layers["P6"].kernel.shape) == (3, 3, 256, 256)
+    for head in (model.box_head, model.classification_head):
+        assert head.num_filters == 256 and head.num_conv_layers == 4 and not head.group_norm_layers
+    ag = model.anchor_generator
+    assert (ag.anchor_size, ag.num_scales, sorted(ag.aspect_ratios)) == (4.0, 3, [0.5, 1.0, 2.0])
+    assert model.label_encoder.encoding_format == "center_xywh" and model.label_encoder.box_variance == [1.0] * 4
+    # the preset's 34,121,239 parameters with a 3-class instead of a 91-class last layer
+    assert model.count_params() == 34_121_239 - 9 * (91 - 3) * (3 * 3 * 256 + 1)
+    # random init is reported too
+    report = model.init_report
+    assert report["source"] is None and report["loaded"] == 0 and report["initialised"] == len(model.weights)
+
+
 def test_default_and_free_image_size():
     assert build_detector(SMALL, **TINY).input_shape[1:3] == (320, 320)
     free = build_detector(SMALL, 0, **TINY)
@@ -135,6 +156,9 @@ def test_local_preset_weights_are_loaded(tmp_path):
                                   source.get_layer("stack3_block0_2_conv").kernel.numpy())
     fresh = build_detector(SMALL, 64, **TINY)
     assert not np.allclose(_kernel(fresh), _kernel(model))  # not a coincidence of initialisers
+    report = model.init_report
+    assert report["loaded"] == len(source.weights) == report["by_component"]["image_encoder"]["loaded"]
+    assert report["initialised"] == len(model.weights) - len(source.weights)
     from urban_detection.detection.train import precision
 
     with precision("bfloat16"):  # presets follow the precision policy like random init
@@ -150,11 +174,13 @@ def test_preset_of_another_shape_is_rejected(tmp_path):
         build_detector(SMALL, 64, weights=str(tmp_path / "preset"), **TINY)
 
 
-def test_remote_preset_offline_gives_clear_error(monkeypatch):
-    def offline(*args, **kwargs):  # what kagglehub does without network; tests never download
-        raise ConnectionError("Failed to resolve 'www.kaggle.com'")
-
-    monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
+def test_remote_preset_offline_gives_clear_error(monkeypatch, tmp_path):
+    # really offline, whatever the machine: the hub's HTTP calls go to a closed local port, its cache is empty
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
     with pytest.raises(RuntimeError, match="offline") as err:
         build_detector("retinanet_resnet50_fpn", 64, weights="resnet_50_imagenet")
     assert "save_to_preset" in str(err.value) and "local" in str(err.value)
@@ -174,6 +200,9 @@ def test_initial_weights_from_weights_file_and_checkpoint(tmp_path):
         assert not np.allclose(head(target), head(source))
         loaded = load_initial_weights(target, path)
         assert str(loaded).endswith(("source.weights.h5", "ckpt-7"))
+        report = target.init_report
+        assert report["source"] == str(loaded) and report["initialised"] == 0
+        assert report["loaded"] == len(target.weights) and report["loaded_params"] == target.count_params()
         for got, want in zip(target.weights, source.weights):  # every weight, FPN and BN statistics included
             np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
     via_build = build_detector(SMALL, 64, weights=str(ckpt_dir), **TINY)

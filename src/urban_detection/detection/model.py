@@ -1,6 +1,18 @@
 """KerasHub RetinaNet detectors for vehicles, pedestrians and cyclists.
 
-Two architectures are provided (see :data:`ARCHS`):
+Three architectures are provided (see :data:`ARCHS`):
+
+``retinanet_resnet50_fpn_coco``
+    The layout of KerasHub's ``retinanet_resnet50_fpn_coco`` preset (torchvision's
+    COCO RetinaNet-50 v1), so that preset loads into it (:mod:`.pretrained`):
+    ResNet-50 backbone, FPN P3 to P7 with 256 channels and no normalisation, P6
+    from the FPN's P5 output (``use_p5=False``), P7 from relu(P6), shared 4-conv
+    256-channel heads without normalisation, anchors of size 4 x stride with 3
+    scales per octave and aspect ratios 0.5/1/2, ``center_xywh`` box deltas with
+    unit variance, ImageNet mean/std input normalisation. Training and
+    post-processing settings (matcher, NMS, L2, focal prior) are the Object
+    Detection API's, as for ``retinanet_resnet50_fpn``: the preset fixes the
+    network, the seed experiments fix how it is trained.
 
 ``retinanet_resnet50_fpn``
     The configuration of the Object Detection API's *SSD ResNet50 V1 FPN 640x640*
@@ -60,6 +72,8 @@ from keras_hub.src.models.retinanet.retinanet_label_encoder import RetinaNetLabe
 from keras_hub.src.utils.keras_utils import standardize_data_format
 from keras_hub.src.utils.tensor_utils import assert_bounding_box_support
 
+from urban_detection.detection import pretrained
+
 log = logging.getLogger(__name__)
 
 LABEL_TO_INDEX: dict[int, int] = {1: 0, 2: 1, 4: 2}
@@ -72,6 +86,38 @@ _PACKAGE = "urban_detection"
 
 # Everything a caller may override through ``build_detector(**overrides)``.
 ARCHS: dict[str, dict[str, Any]] = {
+    "retinanet_resnet50_fpn_coco": dict(
+        encoder=dict(  # the image_encoder of the preset's config.json (= resnet_50_imagenet)
+            input_conv_filters=[64],
+            input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 128, 256, 512],
+            stackwise_num_blocks=[3, 4, 6, 3],
+            stackwise_num_strides=[1, 2, 2, 2],
+            block_type="bottleneck_block",
+            use_pre_activation=False,
+        ),
+        min_level=3,
+        max_level=7,
+        use_p5=False,  # as the preset: P6 from the FPN's P5 output (torchvision LastLevelP6P7(256, 256))
+        fpn_filters=256,
+        fpn_batch_norm=False,
+        head_filters=256,
+        head_convs=4,
+        head_norm=False,
+        anchor_size=4.0,  # the preset's AnchorGenerator: 4 x stride, 3 scales, h/w 0.5, 1, 2
+        num_scales=3,
+        aspect_ratios=[0.5, 1.0, 2.0],
+        positive_threshold=0.5,  # from here on the OD API's training settings, as retinanet_resnet50_fpn
+        negative_threshold=0.5,
+        force_match=True,
+        prior_probability=0.01,
+        nms_iou=0.6,
+        score_threshold=1e-8,
+        max_detections=100,
+        pre_nms_top_k=1000,
+        l2=0.0002,
+        default_image_size=640,
+    ),
     "retinanet_resnet50_fpn": dict(
         encoder=dict(
             input_conv_filters=[64],
@@ -478,44 +524,33 @@ def arch_config(arch: str, **overrides) -> dict[str, Any]:
 
 
 def build_image_encoder(cfg: dict[str, Any], weights: str | None = None):
-    """The ResNet image encoder of an arch config: random, from a local preset dir or a preset name."""
-    if weights is None:
-        return keras_hub.models.ResNetBackbone(**cfg["encoder"])
-    path = Path(weights)
-    if path.is_dir():
-        try:
-            # the current global policy, so presets follow configure_precision() like random init
-            encoder = keras_hub.models.Backbone.from_preset(str(path), dtype=keras.config.dtype_policy().name)
-        except Exception as err:  # noqa: BLE001 - turn any loader failure into one message
-            raise RuntimeError(f"could not load the KerasHub preset directory {path}: {err}") from err
-        log.info("image encoder weights from the local preset %s", path)
-    elif path.exists():
-        raise ValueError(
-            f"{path} is a file; initial weights from a checkpoint of another experiment go through "
-            "load_initial_weights(model, path), a backbone preset must be a directory"
-        )
-    else:
-        try:
-            encoder = keras_hub.models.Backbone.from_preset(str(weights), dtype=keras.config.dtype_policy().name)
-        except Exception as err:  # noqa: BLE001
-            raise RuntimeError(
-                f"could not load the KerasHub preset {weights!r}: it needs the network (Kaggle hub) and the run is "
-                "offline. Download it once where the network is available with "
-                f"keras_hub.models.Backbone.from_preset({weights!r}).save_to_preset('<dir>') and pass that local "
-                f"directory as weights. ({type(err).__name__}: {err})"
-            ) from err
-    if not isinstance(encoder, FeaturePyramidBackbone) or not encoder.pyramid_outputs:
-        raise ValueError(f"preset {weights} is a {type(encoder).__name__} without pyramid outputs (P2..P5)")
-    expected = build_image_encoder(cfg)  # shapes of the configured arch, to check the preset fits
-    exp_shapes = {v.path: tuple(v.shape) for v in expected.weights}
-    got_shapes = {v.path: tuple(v.shape) for v in encoder.weights}
-    if exp_shapes != got_shapes:
-        diff = sorted(set(exp_shapes.items()) ^ set(got_shapes.items()))[:5]
-        raise ValueError(
-            f"preset {weights} does not match the image encoder of this arch ({len(got_shapes)} vs "
-            f"{len(exp_shapes)} weights; first differences: {diff})"
-        )
+    """The ResNet image encoder of an arch config: random, or with the image encoder of a preset.
+
+    ``weights``: a KerasHub preset name or local preset directory (see :mod:`.pretrained`).
+    """
+    encoder = keras_hub.models.ResNetBackbone(**cfg["encoder"])
+    if weights is not None:
+        source = pretrained.load_preset(weights)
+        parts = pretrained.preset_components(source)
+        pretrained.copy_component(parts["image_encoder"], encoder.weights, "image_encoder", str(weights))
     return encoder
+
+
+def _is_model_file(weights) -> bool:
+    """Whether ``weights`` is a whole-model file or checkpoint (``False``: ``None`` or a preset).
+
+    A path that does not exist raises ``FileNotFoundError``; a bare name is a preset name.
+    """
+    if weights is None:
+        return False
+    text = str(weights)
+    if Path(text).exists():
+        return not _is_preset_dir(text)
+    if tf.io.gfile.exists(text + ".index"):  # a tf.train checkpoint prefix
+        return True
+    if "://" not in text and ("/" in text or os.sep in text or text.endswith((".h5", ".keras"))):
+        raise FileNotFoundError(f"initial weights {text} not found (no file, checkpoint or preset directory)")
+    return False
 
 
 def build_detector(
@@ -528,18 +563,23 @@ def build_detector(
     """Build a RetinaNet detector (a ``keras_hub.models.RetinaNetObjectDetector`` subclass).
 
     ``weights``: ``None`` (random init), a KerasHub preset name (needs the network,
-    raises ``RuntimeError`` offline), a local preset directory (image encoder
-    weights), or a ``.weights.h5`` file / tf.train checkpoint of the same arch
-    (whole model, see :func:`load_initial_weights`). ``overrides`` replace keys of
-    :data:`ARCHS` (e.g. ``head_convs=1``, ``max_level=5``). ``image_size`` fixes
-    the square input size (``None``: the arch's ``default_image_size``; ``0``:
+    raises ``RuntimeError`` offline) or local preset directory (a detector preset
+    gives everything but the classification head's last layer, a backbone preset
+    the backbone, see :mod:`.pretrained`), or a ``.weights.h5`` file / tf.train
+    checkpoint of the same arch (whole model, see :func:`load_initial_weights`).
+    What was loaded and what initialised is in ``model.init_report`` (a dict:
+    ``source``, ``loaded``, ``initialised``, ``by_component``, ...), also
+    logged. ``overrides`` replace keys of :data:`ARCHS` (e.g. ``head_convs=1``,
+    ``max_level=5``). ``image_size`` fixes the square input size (``None``: the arch's ``default_image_size``; ``0``:
     any size). Build under a distribution strategy scope and after
     :func:`~.train.configure_precision` when needed.
     """
     cfg = arch_config(arch, **overrides)
     image_size = cfg["default_image_size"] if image_size is None else image_size
-    is_model_file = weights is not None and Path(weights).exists() and not _is_preset_dir(weights)
-    encoder = build_image_encoder(cfg, None if is_model_file else weights)
+    is_model_file = _is_model_file(weights)
+    # a preset is read first: a missing one fails before the model is built
+    source = None if weights is None or is_model_file else pretrained.load_preset(weights)
+    encoder = build_image_encoder(cfg)
     shape = (image_size, image_size, 3) if image_size else (None, None, 3)  # 0: any size
     backbone = DetectorBackbone(
         encoder,
@@ -591,8 +631,12 @@ def build_detector(
         name=arch,
     )
     set_l2_regularization(model, cfg["l2"])
-    if is_model_file:
+    if weights is None:
+        pretrained.set_init_report(model, pretrained.init_report(model))
+    elif is_model_file:
         load_initial_weights(model, weights)
+    else:
+        pretrained.transfer(model, source, str(weights))
     return model
 
 
@@ -651,6 +695,7 @@ def load_initial_weights(model: keras.Model, path: str | os.PathLike) -> str:
                 model.load_weights(path)
         except (ValueError, KeyError) as err:
             raise ValueError(f"weights in {path} do not fit model {model.name}: {err}") from err
+        _report_whole_model(model, path, "keras file" if path.endswith(".keras") else "weights file")
         return path
     prefix = tf.train.latest_checkpoint(path) if Path(path).is_dir() else path
     if prefix is None or not tf.io.gfile.glob(prefix + ".index"):
@@ -666,8 +711,16 @@ def load_initial_weights(model: keras.Model, path: str | os.PathLike) -> str:
                          f"{missing[:3]}, {len(wrong)} of another shape {wrong[:3]}")
     for p, variable in weights.items():
         variable.assign(reader.get_tensor(_checkpoint_key(p)))
-    log.info("loaded %d weights of %s from checkpoint %s", len(weights), model.name, prefix)
+    _report_whole_model(model, prefix, "checkpoint")
     return prefix
+
+
+def _report_whole_model(model, source: str, source_type: str) -> None:
+    """Set ``model.init_report``: every variable loaded from ``source`` (detectors of this module only)."""
+    if isinstance(model, RetinaNetDetector):
+        pretrained.set_init_report(model, pretrained.init_report(model, source, pretrained.COMPONENTS, source_type))
+    else:
+        log.info("loaded %d weights of %s from %s %s", len(model.weights), model.name, source_type, source)
 
 
 def _assign_matching(model, other, source):
