@@ -58,12 +58,13 @@ def interrupted_training(project: Path, params: dict, checkpoint_root: Path) -> 
     """Start training in a child process and stop it with Ctrl-C (SIGINT) after its first checkpoint."""
     script = (f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); from kedro_project import run_kedro; "
               f"run_kedro(__import__('pathlib').Path({str(project)!r}), ['train'], json.loads(sys.argv[1]))")
+    before = set(checkpoint_root.glob("*/ckpt-2.index"))  # earlier models' checkpoints
     proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(params)], cwd=project,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if list(checkpoint_root.glob("*/ckpt-2.index")):
+            if set(checkpoint_root.glob("*/ckpt-2.index")) - before:
                 proc.send_signal(signal.SIGINT)
                 break
             time.sleep(0.2)
@@ -71,7 +72,7 @@ def interrupted_training(project: Path, params: dict, checkpoint_root: Path) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert list(checkpoint_root.glob("*/ckpt-2.index")), "training never reached its first checkpoint"
+    assert set(checkpoint_root.glob("*/ckpt-2.index")) - before, "training never reached its first checkpoint"
 
 
 def test_foreign_files_survive_changed_settings_and_an_interrupted_training(tiny_project: Path, tmp_path):

@@ -2,6 +2,7 @@
 
 import imageio.v2 as imageio
 import numpy as np
+from drawing_helpers import outline_mask
 import pytest
 from matplotlib.figure import Figure
 
@@ -116,20 +117,6 @@ def test_write_video_round_trip(tmp_path, suffix):
     # Content survives encoding: the last frame is mostly red.
     last = np.asarray(frames[-1])[..., :3].astype(int)
     assert last[..., 0].mean() > 150 and last[..., 1].mean() < 100
-
-
-def outline_mask(box, h, w, line_width=2):
-    """Pixels of the left, right and bottom outline of ``box`` as draw_detections draws it
-    (the top edge carries the caption band); rows near the corners left out."""
-    ymin, xmin, ymax, xmax = box
-    x0, y0 = round(xmin * w), round(ymin * h)
-    x1, y1 = round(xmax * w) - 1, round(ymax * h) - 1
-    mask = np.zeros((h, w), bool)
-    rows = slice(y0 + 2 * line_width, y1 - line_width)
-    mask[rows, x0:x0 + line_width] = True
-    mask[rows, x1 - line_width + 1:x1 + 1] = True
-    mask[y1 - line_width + 1:y1 + 1, x0 + line_width:x1 - line_width] = True
-    return mask
 
 
 def test_detections_in_an_h264_video_keep_their_class_colours(tmp_path):
