@@ -100,7 +100,7 @@ def test_foreign_files_survive_changed_settings_and_an_interrupted_training(tiny
     from urban_detection.detection.trained import load_trained
 
     model = load_trained(data / "06_models/fast_cpu/model")
-    assert model.step == 8 and model.summary["start_step"] >= 2
+    assert model.summary["last_step"] == 8 and model.summary["start_step"] >= 2
 
     changed_files = [str(p) for p, digest in planted.items() if not p.is_file() or sha(p) != digest]
     assert changed_files == []

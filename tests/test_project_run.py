@@ -49,7 +49,11 @@ def test_finetune_chain_provenance_and_resume(tiny_project: Path):
     assert configs["augs3"]["parent"] == "augmentations2_small_lr"
     assert configs["augs3"]["train"]["steps"] == 4  # settings applied last
     parent, child = load_model(tiny_project, "augmentations2_small_lr"), load_model(tiny_project, "augs3")
-    assert parent.step == child.step == 4
+    assert parent.summary["last_step"] == child.summary["last_step"] == 4
+    for model in (parent, child):  # the best checkpoint by val mAP@.50IOU is the model, its step recorded
+        best = model.summary["best"]
+        assert best["metric"] == "DetectionBoxes_Precision/mAP@.50IOU" and model.step == best["best_step"]
+        assert [v["step"] for v in model.summary["val_history"]] == [2, 4]
     assert child.provenance["parent_fingerprint"] == parent.fingerprint
     assert parent.provenance["train_trips"] == len(split["splits"]["train"]["trips"])
     # augs3 started from its parent's weights: 4 small steps away from them, far from a fresh init
@@ -76,7 +80,8 @@ def test_finetune_chain_provenance_and_resume(tiny_project: Path):
         assert run.data.params["optimizer.schedule.base_lr"] == "0.004"
         assert run.data.params["provenance.data_fingerprint"] == model.provenance["data_fingerprint"]
         assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss/total")] == [1, 2, 3, 4]
-        assert client.get_metric_history(run.info.run_id, "val/loss/total")
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/total")] == [2, 4]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/DetectionBoxes_Precision/mAP")] == [2, 4]
 
     # a changed setting trains a new model in a new checkpoint folder; the old one is kept
     first = load_model(tiny_project, "augmentations2_small_lr")
@@ -137,7 +142,7 @@ def test_catalog_loads_the_trained_detector_and_the_trips(tiny_project: Path):
         detector = catalog.load("fast_cpu.model")
         trips = catalog.load("trips")
     assert trips.names and len(trips) == 24 and all(Path(p).is_file() for p in trips.paths())
-    assert detector.name == "fast_cpu" and detector.step == 4
+    assert detector.name == "fast_cpu" and detector.summary["last_step"] == 4
     images = np.zeros((1, detector.image_size, detector.image_size, 3), np.float32)
     out = detector.model.predict_on_batch(images)
     assert set(out) >= {"boxes", "confidence", "labels"}

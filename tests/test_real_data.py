@@ -38,6 +38,8 @@ def test_kedro_run_on_real_processed_trips_end_to_end(tiny_project: Path):
     assert metrics["fingerprint"] == model.fingerprint
     assert metrics["splits"]["test"]["frames"] == split["splits"]["test"]["frames"]
     assert "Waymo2D/mAP" in metrics["splits"]["test"]["metrics"]
+    figures = {p.name for p in (data / "08_reporting/fast_cpu/evaluation").iterdir()}
+    assert {"results.png", "confusion_test.png", "pr_curves_test.png"} <= figures
     comparison = (data / "08_reporting/comparison/comparison.md").read_text()
     assert "fast_cpu" in comparison and "Waymo2D" in comparison
     info = json.loads((data / "08_reporting/fast_cpu/render_info.json").read_text())

@@ -18,6 +18,8 @@ import mlflow
 from urban_detection.detection.config import flatten
 
 log = logging.getLogger(__name__)
+# MLflow 3's UI opens an experiment of this kind on its runs (not on the GenAI overview)
+EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 
 
 def _usable(run_id: str | None) -> bool:
@@ -46,6 +48,7 @@ def experiment_run(name: str, config: dict | None = None, provenance: dict | Non
     if parent is not None:
         tags["mlflow.parentRunId"] = parent.info.run_id
     run_name = f"{name} {fingerprint[:8]} {time.strftime('%Y-%m-%d %H:%M')}".replace("  ", " ")
+    mlflow.set_experiment_tag(EXPERIMENT_KIND, MODEL_DEVELOPMENT)  # also for stores made before this tag
     with mlflow.start_run(run_name=run_name, nested=parent is not None, tags=tags) as run:
         if config is not None:
             mlflow.log_params(flatten(config))

@@ -15,7 +15,8 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from urban_detection.detection import augment, data, model as detmodel, pretrained, train as dettrain
+from urban_detection.detection import augment, checkpoint_eval, data, model as detmodel, pretrained, train as dettrain
+from urban_detection.detection.checkpoints import TrainingRecord
 from urban_detection.detection.trained import TrainedDetector
 from urban_detection.tracking import experiment_run, log_metrics
 
@@ -75,8 +76,24 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
             if not resuming and getattr(model, "init_report", None):
                 mlflow.log_dict(model.init_report, "init_report.json")  # weights loaded vs newly initialised
 
+            record = TrainingRecord.open(checkpoint_dir, tcfg.get("best_metric", checkpoint_eval.MAP50))
+            val_frames = checkpoint_eval.load_frames(val_paths, mcfg["image_size"], tcfg.get("val_coco_frames", 128))
+
+            def on_log(metrics, step):
+                record.history.append({"step": step, **metrics})
+                log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
+
             def on_checkpoint(step, path, val_metrics):
-                log_metrics({f"val/{k}": v for k, v in val_metrics.items() if k.startswith("loss/")}, step)
+                coco = checkpoint_eval.val_coco_metrics(model, val_frames, mcfg["image_size"])
+                judged = {**{k: v for k, v in val_metrics.items() if k.startswith("loss/")},
+                          **{k: coco[k] for k in (checkpoint_eval.MAP, checkpoint_eval.MAP50)},
+                          record.best.metric: coco.get(record.best.metric)}
+                record.val_history.append({"step": step, **judged})
+                log_metrics({f"val/{k}": v for k, v in judged.items()}, step)
+                if record.best.update(step, judged, checkpoint=path):
+                    record.keep_best_weights(model)
+                    log_metrics({"val/best_step": step}, step)
+                record.save()
                 if tcfg.get("log_checkpoints", False):
                     for f in Path(path).parent.glob(Path(path).name + ".*"):
                         mlflow.log_artifact(str(f), artifact_path="checkpoints")
@@ -85,14 +102,18 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 model, train_ds, val_ds,
                 steps=tcfg["steps"], checkpoint_dir=checkpoint_dir, checkpoint_every=tcfg["checkpoint_every"],
                 keep_checkpoints=tcfg.get("keep_checkpoints", 3), log_every=tcfg.get("log_every", 10),
-                on_log=lambda metrics, step: log_metrics({f"train/{k}": v for k, v in metrics.items()}, step),
-                on_checkpoint=on_checkpoint,
+                on_log=on_log, on_checkpoint=on_checkpoint,
                 mixed_precision=bool(tcfg.get("mixed_precision", False)),
                 jit_compile=bool(tcfg.get("jit_compile", False)), strategy=strategy,
                 optimizer=cfg["optimizer"], val_steps=tcfg.get("val_batches"),
                 **{k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta") if k in tcfg},
             )
             trained_now = result.step > result.start_step
+            step = int(result.step)
+            if record.restore_best_weights(model):  # export and evaluate the best checkpoint, not the last
+                step = int(record.best.best_step)
+                log.info("%s: best checkpoint step %d (%s %.4f) of %d", name, step, record.best.metric,
+                         record.best.best_value, result.step)
             if trained_now and tcfg.get("log_keras_model", True):
                 mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow", "keras", "keras-hub"])
             summary = {
@@ -101,11 +122,15 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 "first_logged_loss": float(result.history[0]["loss/total"]) if result.history else None,
                 "last_logged_loss": float(result.history[-1]["loss/total"]) if result.history else None,
                 "last_checkpoint": result.last_checkpoint,
+                "last_step": int(result.step),
+                "best": record.best.to_dict(),
+                "history": record.history,
+                "val_history": record.val_history,
             }
             if trained_now:
                 log_metrics({"train/images_per_sec_overall": result.images_per_sec}, result.step)
             run_id = run.info.run_id
     finally:
         dettrain.configure_precision(False)
-    return TrainedDetector(model=model, config=cfg, provenance=provenance, step=int(result.step), run_id=run_id,
+    return TrainedDetector(model=model, config=cfg, provenance=provenance, step=step, run_id=run_id,
                            summary=summary)

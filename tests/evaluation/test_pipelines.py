@@ -114,11 +114,18 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
     assert (out / "06_models" / NAME / "export" / "model.keras").is_file()
 
     figures = catalog.load(f"{NAME}.evaluation_figures")
-    assert {"pr_curves_val.png", "pr_curves_test.png"} <= set(figures)
+    assert {"pr_curves_val.png", "pr_curves_test.png", "confusion_val.png", "confusion_test.png"} <= set(figures)
+    counts = metrics["splits"]["test"]["confusion_matrix"]["counts"]
+    gt_boxes = metrics["splits"]["test"]["ground_truth_boxes"]
+    assert sum(map(sum, counts[:3])) == gt_boxes  # every ground truth box is in one row
     table = catalog.load("evaluation_comparison")
     assert list(table.columns) == ["split", "metric", NAME]
     row = table[(table.split == "test") & (table.metric == "DetectionBoxes_Precision/mAP")]
     assert row[NAME].item() == pytest.approx(metrics["splits"]["test"]["metrics"]["DetectionBoxes_Precision/mAP"])
+    headline = catalog.load("evaluation_headline")
+    assert headline.to_dict("records")[0]["model"] == trained.fingerprint[:12]
+    assert headline["DetectionBoxes_Precision/mAP"].item() == pytest.approx(
+        metrics["splits"]["test"]["metrics"]["DetectionBoxes_Precision/mAP"])
     md = catalog.load("evaluation_comparison_md")
     assert "## val" in md and "## test" in md and trained.fingerprint[:12] in md and "not evaluated" not in md
 
@@ -182,5 +189,5 @@ def test_no_selected_experiment_gives_no_branch_and_an_empty_comparison():
         assert not evaluate_pipeline().nodes and not render_pipeline().nodes
     finally:
         selection._train_params = None
-    table, md, _, _ = compare_experiments(EVALUATE)
-    assert table.empty and "no experiment was evaluated" in md
+    table, md, _, _, headline = compare_experiments(EVALUATE)
+    assert table.empty and headline.empty and "no experiment was evaluated" in md

@@ -96,6 +96,9 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
                    params: dict) -> tuple[dict, dict, dict]:
     """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures)``."""
     from urban_detection.detection.coco import pr_curve_figure
+    from urban_detection.detection.confusion import confusion_figure, confusion_matrix
+    from urban_detection.detection.results_figure import results_figure
+    from urban_detection.waymo.example import CLASS_NAMES
     from urban_detection.detection.data import make_dataset
     from urban_detection.detection.evaluate import (
         evaluate_detections,
@@ -155,6 +158,12 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
             split_doc["large_box_filter"] = {k: filtered[k] for k in ("metrics", "dropped", "delta", "max_area_frac")}
             files[f"{split}_detections_filtered"] = filtered["detections"]
         figures[f"pr_curves_{split}.png"] = pr_curve_figure(result["pr_curves"], title=f"{name} {split}: IoU 0.5")
+        threshold = float(examples.get("score_threshold", 0.3))
+        matrix = confusion_matrix(gt_frames, det_frames, threshold)
+        split_doc["confusion_matrix"] = {"score_threshold": threshold, "iou_threshold": 0.5,
+                                         "classes": [*CLASS_NAMES, "background"], "counts": matrix.tolist()}
+        figures[f"confusion_{split}.png"] = confusion_figure(
+            matrix, title=f"{name} {split}: score >= {threshold:g}, IoU >= 0.5")
         if split == examples.get("split", "test") and int(examples.get("count", 4)) > 0:
             shown = example_figures(gt_frames, det_frames, int(examples.get("count", 4)),
                                     float(examples.get("score_threshold", 0.3)), title_prefix=f"{name} {split}: ")
@@ -165,6 +174,13 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
                  name, split, len(gt_frames), m["DetectionBoxes_Precision/mAP"],
                  m["DetectionBoxes_Precision/mAP@.50IOU"], m["DetectionBoxes_Recall/AR@100"], losses["loss/total"],
                  inference_s, result["coco_seconds"])
+    summary = trained.summary or {}
+    best = summary.get("best") or {}
+    doc.update(best=best, last_step=summary.get("last_step"))
+    if summary.get("history") or summary.get("val_history"):
+        figures["results.png"] = results_figure(
+            summary.get("history") or [], summary.get("val_history") or [], best_step=trained.step,
+            best_metric=best.get("metric", "DetectionBoxes_Precision/mAP"), title=f"{name} ({trained.fingerprint[:12]})")
     if not doc["splits"]:
         doc.update(evaluated=False, reason=f"no frames in splits {params.get('splits')}")
     return json_safe(doc), files, figures
@@ -178,8 +194,10 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
     with experiment_run(trained.name, trained.config, trained.provenance, trained.run_id):
         for split, split_doc in doc.get("splits", {}).items():
             numbers = flat_split_metrics(split_doc)
-            numbers.update({f"large_box_filter/dropped/{k}": v
-                            for k, v in ((split_doc.get("large_box_filter") or {}).get("dropped") or {}).items()})
+            dropped = (split_doc.get("large_box_filter") or {}).get("dropped") or {}
+            if not sum(dropped.values()):  # the filter removed nothing: its metrics equal the raw ones
+                numbers = {k: v for k, v in numbers.items() if not k.startswith("large_box_filter/")}
+            numbers["large_box_filter/dropped"] = sum(dropped.values())
             numbers.update({f"timing/{k}": v for k, v in split_doc["timing"].items()})
             log_metrics({f"{split}/{k}": v for k, v in numbers.items()}, step=doc.get("step"))
         mlflow.log_dict(doc, "evaluation/metrics.json")
@@ -217,8 +235,10 @@ def compare_experiments(params: dict, *metrics_docs: dict):
         table = pd.concat(parts, names=["split", "metric"])
     else:
         table = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["split", "metric"]))
-    notes = [f"{d['experiment']} (model {short(d.get('fingerprint'))}): step {d.get('step')}, {d.get('arch')} at "
-             f"{d.get('image_size')} px, "
+    notes = [f"{d['experiment']} (model {short(d.get('fingerprint'))}): step {d.get('step')}"
+             + (f" (best val {(d.get('best') or {}).get('metric')} of {d.get('last_step')} steps)"
+                if (d.get("best") or {}).get("best_step") is not None else "")
+             + f", {d.get('arch')} at {d.get('image_size')} px, "
              + ", ".join(f"{s} {v['frames']} frames" for s, v in d["splits"].items()) for d in docs]
     if skipped:
         notes.append("not evaluated (no frames in the splits): " + ", ".join(skipped))
@@ -228,4 +248,18 @@ def compare_experiments(params: dict, *metrics_docs: dict):
     figure = comparison_figure(table)
     pr_figure = pr_comparison_figure(curves)
     log.info("comparison of %d experiment(s): %s", len(docs), ", ".join(d["experiment"] for d in docs) or "none")
-    return table.reset_index(), markdown, figure, pr_figure
+    return table.reset_index(), markdown, figure, pr_figure, headline_table(docs)
+
+
+HEADLINE = ("DetectionBoxes_Precision/mAP", "DetectionBoxes_Precision/mAP@.50IOU", "DetectionBoxes_Recall/AR@100",
+            "Waymo2D/mAP")
+
+
+def headline_table(docs: list[dict], split: str = "test") -> pd.DataFrame:
+    """One row per evaluated experiment: its model, step and headline metrics on ``split``."""
+    rows = []
+    for d in docs:
+        metrics = (d["splits"].get(split) or {}).get("metrics") or {}
+        rows.append({"experiment": d["experiment"], "model": short(d.get("fingerprint")), "step": d.get("step"),
+                     "split": split, **{k: metrics.get(k) for k in HEADLINE}})
+    return pd.DataFrame(rows, columns=["experiment", "model", "step", "split", *HEADLINE])

@@ -37,7 +37,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         compare_experiments,
         ["params:evaluate", *[f"{name}.metrics" for name in names]],
         ["evaluation_comparison", "evaluation_comparison_md", "evaluation_comparison_plot",
-         "evaluation_pr_curves_plot"],
+         "evaluation_pr_curves_plot", "evaluation_headline"],
         name="compare_experiments",
     )
     return branches + Pipeline([comparison])
