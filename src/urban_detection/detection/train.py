@@ -17,12 +17,23 @@ GPU switches that also run on a CPU: mixed precision (call
 :func:`configure_precision` *before* building the model), XLA
 (``jit_compile=True``) and ``tf.distribute`` strategies (:func:`strategy_scope`;
 build the model inside ``strategy.scope()``).
+
+Under ``MultiWorkerMirroredStrategy`` every worker runs the same program and
+calls :func:`train`; the loop keeps them in lock step: the chief
+(:func:`is_chief`) restores the newest checkpoint of its ``checkpoint_dir`` and
+its values are broadcast to all workers (the others need not see that folder),
+every worker saves at every checkpoint (the chief into ``checkpoint_dir``, the
+others into a ``workertemp_<id>`` folder that is deleted right away), BatchNorm
+moving statistics (which Keras 3 updates per replica) are averaged over the
+replicas before each checkpoint, and validation losses are computed by every
+worker on its own (no collectives, so no worker can wait for another).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+import shutil
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -171,6 +182,9 @@ def strategy_scope(name: str | None = "default") -> tf.distribute.Strategy:
 
     Build the model and optimizer under ``with strategy.scope():`` and pass the
     strategy to :func:`train`. ``mirrored`` uses all local GPUs (or the CPU).
+    ``multi_worker_mirrored`` reads the cluster from ``TF_CONFIG`` and must be
+    created at program start, before any other TensorFlow op runs; every worker
+    then runs the same program (see :func:`train` and :func:`is_chief`).
     """
     name = (name or "default").lower()
     if name in ("default", "none", "one_device"):
@@ -180,6 +194,83 @@ def strategy_scope(name: str | None = "default") -> tf.distribute.Strategy:
     if name in ("multi_worker_mirrored", "multiworker", "multi_worker"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown distribution strategy {name!r}; use default, mirrored or multi_worker_mirrored")
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process is the chief of ``strategy``'s cluster (always true on one host).
+
+    From the cluster resolver (``TF_CONFIG``): task type ``chief``, or ``worker``
+    0 when the cluster has no ``chief`` job. Only the chief should write final
+    weights, exports and the MLflow run; :func:`train` already keeps checkpoints
+    on the chief.
+    """
+    resolver = getattr(strategy or tf.distribute.get_strategy(), "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and int(resolver.task_id or 0) == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def _multi_worker(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return False
+    spec = resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in spec.jobs if job in ("chief", "worker")) > 1
+
+
+def _task_id(strategy) -> int:
+    return int(getattr(strategy.cluster_resolver, "task_id", 0) or 0)
+
+
+def _tf_variable(v):
+    return v.value if isinstance(v, keras.Variable) else v  # keras.Variable.value: the tf.Variable it wraps
+
+
+def _variable_sync(strategy, variables, broadcast: bool) -> Callable[[], None]:
+    """A function that gives every replica of ``strategy`` the same value of each variable.
+
+    ``broadcast``: the value of replica 0 (the chief's first device); otherwise the mean over the
+    replicas. It is collective: every worker must call it. Traced once, one all-reduce per dtype.
+    """
+    variables = [_tf_variable(v) for v in variables]
+    if not variables or strategy.num_replicas_in_sync == 1:
+        return lambda: None
+    op = tf.distribute.ReduceOp.SUM if broadcast else tf.distribute.ReduceOp.MEAN
+    groups: dict[tf.DType, list[int]] = {}  # collectives reduce floats; integer steps are exact in float64
+    for i, v in enumerate(variables):
+        groups.setdefault(v.dtype if v.dtype.is_floating else tf.float64, []).append(i)
+
+    def replica_fn():
+        ctx = tf.distribute.get_replica_context()
+        keep = tf.equal(ctx.replica_id_in_sync_group, 0) if broadcast else tf.constant(True)
+        out = []
+        for dtype, indices in groups.items():
+            flat = tf.concat([tf.reshape(tf.cast(variables[i], dtype), [-1]) for i in indices], 0)
+            out.append(ctx.all_reduce(op, tf.where(keep, flat, tf.zeros_like(flat))))
+        return out
+
+    @tf.function
+    def sync():
+        reduced = strategy.experimental_local_results(strategy.run(replica_fn))[0]
+        for flat, indices in zip(reduced, groups.values()):
+            sizes = [int(np.prod(variables[i].shape)) for i in indices]
+            for i, x in zip(indices, tf.split(flat, sizes)):
+                variables[i].assign(tf.cast(tf.reshape(x, variables[i].shape), variables[i].dtype))
+
+    def run() -> None:
+        with strategy.scope():
+            sync()
+
+    return run
+
+
+def _moving_statistics(model) -> list:
+    """BatchNorm moving mean/variance (and renorm statistics): Keras 3 updates them per replica."""
+    names = ("moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev")
+    return [v for v in model.non_trainable_weights if v.name in names]
 
 
 # --------------------------------------------------------------------------- training
@@ -193,6 +284,7 @@ class TrainResult:
     images_per_sec: float = float("nan")  # mean over this call, first (tracing) step excluded
     val_history: list[dict[str, float]] = field(default_factory=list)  # one dict per checkpoint
     start_step: int = 0  # step this call resumed from
+    is_chief: bool = True  # False on the other workers of a multi-worker strategy (they keep no checkpoints)
 
 
 def _format_eta(seconds: float) -> str:
@@ -278,6 +370,16 @@ def train(
     and ``on_checkpoint(step, checkpoint_path, val_metrics)`` called. On
     ``KeyboardInterrupt`` a checkpoint is saved before re-raising. Raises
     ``FloatingPointError`` naming the step when a loss is NaN or infinite.
+
+    Under ``MultiWorkerMirroredStrategy`` every worker calls this with the
+    same arguments (``train_ds`` is the *global* batch; it is auto-sharded by
+    element unless its options set another policy; build it deterministic
+    for exact, non-overlapping shares). Only the chief (``result.is_chief``)
+    keeps checkpoints in ``checkpoint_dir`` and resumes from them, the others
+    continue from the chief's values; the callbacks run on every worker with
+    the same metrics, on the other workers ``checkpoint_path`` is ``None``. The
+    caller writes final weights and MLflow records on the chief only
+    (:func:`is_chief`); the trained weights are the same on every worker.
     """
     if steps < 0 or checkpoint_every <= 0 or log_every <= 0 or keep_checkpoints <= 0:
         raise ValueError("steps must be >= 0 and checkpoint_every, log_every, keep_checkpoints > 0")
@@ -305,14 +407,22 @@ def train(
         optimizer.build(model.trainable_variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
 
+    chief, multi_worker = is_chief(strategy), _multi_worker(strategy)
     checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = tf.train.Checkpoint(weights=checkpoint_weights(model), optimizer=optimizer, step=step_var)
-    manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=keep_checkpoints)
-    result = TrainResult(step=0, last_checkpoint=manager.latest_checkpoint)
-    if resume and manager.latest_checkpoint:
+    weights = checkpoint_weights(model)
+    ckpt = tf.train.Checkpoint(weights=weights, optimizer=optimizer, step=step_var)
+    manager = None  # only the chief keeps checkpoints; other workers write theirs to a temporary folder
+    if chief:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=keep_checkpoints)
+    result = TrainResult(step=0, last_checkpoint=manager and manager.latest_checkpoint, is_chief=chief)
+    if resume and manager is not None and manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
+    if multi_worker:  # every worker continues from the chief's state (restored or freshly initialised)
+        _variable_sync(strategy, [*weights.values(), *optimizer.variables, step_var], broadcast=True)()
+        log.info("worker %d of the cluster (%s) starts at step %d", _task_id(strategy),
+                 "chief" if chief else "not chief", int(step_var.numpy()))
     start = int(step_var.numpy())
     result.step = result.start_step = start
     if start >= steps:
@@ -340,7 +450,28 @@ def train(
         return (strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, batch, axis=None))
 
+    shard_policy = tf.data.experimental.AutoShardPolicy
+    if multi_worker and train_ds.options().experimental_distribute.auto_shard_policy == shard_policy.AUTO:
+        # every worker reads all records and keeps its share of the elements (FILE sharding needs at least
+        # as many files as workers); set another policy on the dataset's options to override
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = shard_policy.DATA
+        train_ds = train_ds.with_options(options)
     data = strategy.experimental_distribute_dataset(train_ds) if replicas > 1 or _is_distributed(strategy) else train_ds
+    # Keras 3 updates the BatchNorm statistics of each replica from its own batches: averaged at checkpoints
+    sync_statistics = _variable_sync(strategy, _moving_statistics(model), broadcast=False)
+
+    def save(step: int) -> str | None:
+        if manager is not None:
+            return manager.save(checkpoint_number=step)
+        # not the chief: save too (saving may read variables collectively), then throw it away
+        temp = checkpoint_dir / f"workertemp_{_task_id(strategy)}"
+        try:
+            ckpt.write(str(temp / f"ckpt-{step}"))
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        return None
+
     iterator = iter(data)
     step = start
     window_images, window_start = 0, None
@@ -365,7 +496,7 @@ def train(
                 names = ", ".join(f"{k.split('/')[1]}={v}" for k, v in zip(LOSS_KEYS, losses))
                 raise FloatingPointError(
                     f"loss is not finite at step {step} ({names}); lower the learning rate, check the inputs or "
-                    f"resume from the last good checkpoint {manager.latest_checkpoint}"
+                    f"resume from the last good checkpoint {result.last_checkpoint}"
                 )
             now = time.perf_counter()
             if run_start is None:  # the first step includes tracing: time from its end
@@ -391,9 +522,10 @@ def train(
                 if on_log is not None:
                     on_log(metrics, step)
             if step % checkpoint_every == 0 or step == steps:
-                result.last_checkpoint = manager.save(checkpoint_number=step)
+                sync_statistics()
+                result.last_checkpoint = save(step)
                 val_metrics = {}
-                if val_ds is not None:
+                if val_ds is not None:  # each worker on its own (same weights, same numbers): no collectives
                     val_metrics = evaluate_losses(model, val_ds, val_steps, jit_compile=False)
                     log.info("step %d validation: loss %.4f (cls %.4f, loc %.4f)", step, val_metrics["loss/total"],
                              val_metrics["loss/classification"], val_metrics["loss/localization"])
@@ -404,7 +536,9 @@ def train(
                 window_start = time.perf_counter()  # validation time is not training time
                 run_start += window_start - now
     except KeyboardInterrupt:
-        if step > start and (manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}")):
+        # no collectives here: another worker may not have been interrupted (its next collective then fails)
+        if manager is not None and step > start and (
+                manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}")):
             result.last_checkpoint = manager.save(checkpoint_number=step)
             log.warning("interrupted at step %d; saved %s, call train() again to resume", step, result.last_checkpoint)
         raise
