@@ -7,6 +7,7 @@ dataset), so an interrupted run resumes and a changed config or data trains anew
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable
@@ -68,27 +69,37 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                                      seed=int(tcfg.get("seed", 0)), cache=bool(tcfg.get("cache", False)))
         val_ds = data.make_dataset(val_paths, mcfg["image_size"], tcfg["batch_size"], training=False)
 
-        with experiment_run(name, cfg, provenance, run_id) as run:
-            if on_run is not None:
+        # Under multi_worker_mirrored every host runs this; only the chief logs to MLflow and
+        # writes the record (the others' checkpoints go to a temporary folder, see dettrain.train)
+        chief = dettrain.is_chief(strategy)
+        multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        with experiment_run(name, cfg, provenance, run_id) if chief else contextlib.nullcontext() as run:
+            if chief and on_run is not None:
                 on_run(run.info.run_id)
-            if parent is not None:
+            if chief and parent is not None:
                 mlflow.set_tag("parent_model", f"{parent.name}@{parent.fingerprint[:12]} step {parent.step}")
-            if not resuming and getattr(model, "init_report", None):
+            if chief and not resuming and getattr(model, "init_report", None):
                 mlflow.log_dict(model.init_report, "init_report.json")  # weights loaded vs newly initialised
 
             record = TrainingRecord.open(checkpoint_dir, tcfg.get("best_metric", checkpoint_eval.MAP50))
-            val_frames = checkpoint_eval.load_frames(val_paths, mcfg["image_size"], tcfg.get("val_coco_frames", 128))
+            # predict_on_batch is a collective under multi-worker training: COCO at checkpoints is skipped there
+            val_frames = None if multi_worker else checkpoint_eval.load_frames(
+                val_paths, mcfg["image_size"], tcfg.get("val_coco_frames", 128))
 
             def on_log(metrics, step):
                 record.history.append({"step": step, **metrics})
-                log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
+                if chief:
+                    log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
 
             def on_checkpoint(step, path, val_metrics):
-                coco = checkpoint_eval.val_coco_metrics(model, val_frames, mcfg["image_size"])
-                judged = {**{k: v for k, v in val_metrics.items() if k.startswith("loss/")},
-                          **{k: coco[k] for k in (checkpoint_eval.MAP, checkpoint_eval.MAP50)},
-                          record.best.metric: coco.get(record.best.metric)}
+                judged = {k: v for k, v in val_metrics.items() if k.startswith("loss/")}
+                if val_frames is not None:
+                    coco = checkpoint_eval.val_coco_metrics(model, val_frames, mcfg["image_size"])
+                    judged.update({k: coco.get(k) for k in {checkpoint_eval.MAP, checkpoint_eval.MAP50,
+                                                            record.best.metric}})
                 record.val_history.append({"step": step, **judged})
+                if not chief:
+                    return
                 log_metrics({f"val/{k}": v for k, v in judged.items()}, step)
                 if record.best.update(step, judged, checkpoint=path):
                     record.keep_best_weights(model)
@@ -110,11 +121,11 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
             )
             trained_now = result.step > result.start_step
             step = int(result.step)
-            if record.restore_best_weights(model):  # export and evaluate the best checkpoint, not the last
+            if chief and record.restore_best_weights(model):  # export and evaluate the best checkpoint, not the last
                 step = int(record.best.best_step)
                 log.info("%s: best checkpoint step %d (%s %.4f) of %d", name, step, record.best.metric,
                          record.best.best_value, result.step)
-            if trained_now and tcfg.get("log_keras_model", True):
+            if chief and trained_now and tcfg.get("log_keras_model", True):
                 mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow", "keras", "keras-hub"])
             summary = {
                 "start_step": int(result.start_step),
@@ -127,9 +138,9 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 "history": record.history,
                 "val_history": record.val_history,
             }
-            if trained_now:
+            if chief and trained_now:
                 log_metrics({"train/images_per_sec_overall": result.images_per_sec}, result.step)
-            run_id = run.info.run_id
+            run_id = run.info.run_id if chief else None
     finally:
         dettrain.configure_precision(False)
     return TrainedDetector(model=model, config=cfg, provenance=provenance, step=step, run_id=run_id,

@@ -149,7 +149,9 @@ def test_render_draws_boxes_in_class_colours(exported, tmp_path):
     from urban_detection.detection.render import render_frames
     from urban_detection.waymo.example import LABEL_MAP
 
-    frames = [(i * 10, frame(s)[0]) for i, s in enumerate((104, 105, 106))]
+    # frames drawn at 256 px (the detector resizes them to its 64 px input), so that 2 px outlines
+    # and captions stay small against the boxes
+    frames = [(i * 10, frame(s, size=256)[0]) for i, s in enumerate((104, 105, 106))]
     detector = load_exported(exported["saved_model"])
     drawn, info = render_frames(detector, iter(frames), score_threshold=0.3, tracking=False, image_size=IMAGE_SIZE)
     detections = detect_batch(detector, np.stack([f for _, f in frames]), IMAGE_SIZE)
