@@ -17,29 +17,17 @@ from kedro.io import AbstractDataset, DatasetError
 
 from urban_detection import files
 from urban_detection.detection.checkpoints import CheckpointStore
+from urban_detection.datasets.trips import FolderDataset
 from urban_detection.detection.trained import META_FILE, TrainedDetector, load_trained, read_metadata, save_trained
 
 EXPORT_INFO = "export_info.json"
 
 
-class CheckpointsDataset(AbstractDataset[None, CheckpointStore]):
+class CheckpointsDataset(FolderDataset):
     """Load-only: the experiment's checkpoint root, one subfolder per model fingerprint."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
 
     def load(self) -> CheckpointStore:
         return CheckpointStore(self._path.resolve())
-
-    def save(self, data: None) -> None:
-        raise DatasetError("checkpoints are written by training into the folder this dataset hands over")
-
-    def _exists(self) -> bool:
-        return self._path.is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
 
 
 class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):

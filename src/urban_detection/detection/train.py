@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -45,6 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from urban_detection import files
 from urban_detection.detection.model import checkpoint_weights, indices_to_label_ids
 from urban_detection.detection.schedules import build_optimizer, current_learning_rate
 
@@ -469,7 +469,9 @@ def train(
         try:
             ckpt.write(str(temp / f"ckpt-{step}"))
         finally:
-            shutil.rmtree(temp, ignore_errors=True)
+            if temp.exists():  # written just now by this worker: recorded as the project's, then removed
+                files.record_written(temp)
+                files.remove_owned_tree(temp)
         return None
 
     iterator = iter(data)
