@@ -23,7 +23,8 @@ class ExperimentSelectionHooks:
 
 class ModelArtifactsHooks:
     """Once ``<experiment>.export`` or ``<experiment>.video`` is saved, log its files into the MLflow
-    run the model was trained in (kedro-mlflow's artifact datasets log into the parent run only)."""
+    run the model was trained in (kedro-mlflow's artifact datasets log into the parent run only),
+    and the export also as a servable MLflow model (``served_model``)."""
 
     def __init__(self):
         self._catalog = None
@@ -47,7 +48,13 @@ class ModelArtifactsHooks:
         experiment = dataset_name.rsplit(".", 1)[0]
         dataset = self._catalog.get(dataset_name)
         if isinstance(dataset, ExportDataset) and self._log_export:
-            self._log(experiment, dataset.path, "export", dataset.info().get("run_id"))
+            run_id = dataset.info().get("run_id")
+            self._log(experiment, dataset.path, "export", run_id)
+            if run_id:  # the served model: images in, boxes / labels / scores out (urban_detection.serving)
+                from urban_detection.serving import log_served_model
+
+                uri = log_served_model(dataset.path, run_id, experiment)
+                log.info("%s: served model logged as %s (runs:/%s/served_model)", experiment, uri, run_id)
         elif isinstance(dataset, VideoDataset):
             export = self._catalog.get(f"{experiment}.export")
             run_id = export.info().get("run_id") if isinstance(export, ExportDataset) else None
