@@ -69,6 +69,7 @@ def ingest_trips(synthetic_manifest: dict, trip_store: Path, params: dict) -> tu
         size=(int(height), int(width)),  # the library takes (height, width)
         stride=int(params.get("frame_stride", 10)),
         force=bool(params.get("force", False)),
+        ray_address=params.get("ray_address"),
     )
     index = result.index_frame()
     for col in ("time_of_day", "weather", "location"):
