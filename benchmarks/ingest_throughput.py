@@ -35,7 +35,7 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 from urban_detection.waymo import frame_proto as fp  # noqa: E402
-from urban_detection.waymo import ingest  # noqa: E402
+from urban_detection.waymo import executor, ingest  # noqa: E402
 from urban_detection.waymo.synthetic import write_synthetic_trips  # noqa: E402
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     print(
         f"ingest, 2 workers (cold, one run):         {cold[0]:7.1f} frames/s  ratio to 1 worker {cold[0] / one[0]:.2f}"
         f"  ({cold[2]} process(es) converted files; helpers start only when the work outweighs"
-        f" their {ingest.POOL_STARTUP_SECONDS:.0f} s start-up)"
+        f" their {executor.POOL_STARTUP_SECONDS:.0f} s start-up)"
     )
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 

@@ -1,11 +1,16 @@
-"""Ingest Waymo trips: raw v1 segments or processed tf.Example files to training TFRecords.
+"""Ingest Waymo trips: raw v1 segments, v2 Parquet segments or processed tf.Example files to training TFRecords.
 
-One input file is one trip. :func:`convert_trip` reads either
+One source is one trip (see :func:`urban_detection.waymo.sources.find_sources`). :func:`convert_trip` reads either
 
 * a **raw** Waymo Open Dataset v1 segment (TFRecord of ``Frame`` protos): keeps every
   ``stride``-th frame, takes the chosen camera's JPEG and 2D ``camera_labels``
   (pixel centre/length/width), resizes the image to ``size`` and converts boxes to
   normalised ``[ymin, xmin, ymax, xmax]``; or
+* a Waymo Open Dataset **v2** segment (``camera_image/<segment>.parquet`` with its
+  ``camera_box`` and ``stats`` files, read by :mod:`urban_detection.waymo.v2`): the same
+  frames, stride and conversion as v1 (both become
+  :class:`~urban_detection.waymo.sources.SourceFrame` records); a segment without a
+  ``camera_box`` file is skipped (``missing_box_file``: its objects are unlabelled); or
 * a **processed** file (TF Object Detection API tf.Examples, e.g. made by the
   original project's ``download_process.py``): every frame passes through after
   validation; JPEGs already at ``size`` are copied byte for byte,
@@ -27,22 +32,20 @@ image (``box_outside``), partly outside (clipped to the image, kept, counted as
 Labels other than vehicle/pedestrian/cyclist are dropped (``label_sign``,
 ``label_unknown``).
 
-``image_hash`` in the frame index is the SHA-1 of the JPEG bytes written (``image/encoded``).
+``image_hash`` in the frame index is the SHA-1 of the JPEG bytes written (``image/encoded``);
+``brightness`` is the mean BT.601 luma of the written image, measured on the image the
+conversion decoded anyway (see :mod:`urban_detection.waymo.lighting`).
 """
 
 from __future__ import annotations
 
-import atexit
-import concurrent.futures as cf
 import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import re
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -51,12 +54,24 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from urban_detection.files import (
+    check_output_is_not_input,
+    commit_temp,
+    discard_temp,
+    remove_owned,
+    reserve_temp,
+    write_text,
+)
+from urban_detection.waymo import executor
 from urban_detection.waymo import frame_proto as fp
+from urban_detection.waymo import v2
 from urban_detection.waymo.example import CLASS_NAMES, LABEL_MAP, DetectionExample, decode_example, encode_example
+from urban_detection.waymo.lighting import mean_luma
+from urban_detection.waymo.sources import SourceFrame, find_sources, is_v2_segment
 
 logger = logging.getLogger(__name__)
 
-INGEST_VERSION = 1
+INGEST_VERSION = 2  # 2: frame index rows carry brightness
 MAX_ERRORS_PER_FILE = 100
 SKIP_REASONS: tuple[str, ...] = (
     "empty_file",
@@ -74,6 +89,9 @@ SKIP_REASONS: tuple[str, ...] = (
     "missing_file",
     "duplicate_trip",
     "worker_error",
+    "missing_box_file",  # v2 segment without camera_box file: skipped (its objects are unlabelled)
+    "bad_component_file",  # v2 component file unreadable or lacking columns
+    "duplicate_image",  # v2: two images of one camera and timestamp (the first is used)
 )
 # Waymo Label.Type -> seed label id (the numbers coincide: 1 vehicle, 2 pedestrian, 4 cyclist)
 WAYMO_TO_LABEL: dict[int, int] = {1: 1, 2: 2, 4: 4}
@@ -168,6 +186,7 @@ class IngestResult:
         df["timestamp_micros"] = df["timestamp_micros"].astype("Int64")
         for col in ("frame", "n_vehicle", "n_pedestrian", "n_cyclist", "n_objects"):
             df[col] = df[col].astype("int64")
+        df["brightness"] = df["brightness"].astype("float64")
         return df
 
 
@@ -184,6 +203,7 @@ INDEX_COLUMNS = (
     "n_objects",
     "image_hash",
     "path",
+    "brightness",  # mean BT.601 luma (0-255) of the written image
 )
 
 
@@ -268,13 +288,16 @@ _SNIFF_RECORDS = 3
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"raw"`` (Waymo Frame protos), ``"processed"`` (tf.Example), ``"empty"`` or ``"unknown"``.
+    """``"raw"`` (Waymo Frame protos), ``"processed"`` (tf.Example), ``"v2"``, ``"empty"`` or ``"unknown"``.
 
-    Looks at the first readable records (up to three) of the file.
+    Looks at the first readable records (up to three) of the file; ``"v2"`` for an
+    existing ``camera_image/<segment>.parquet`` (a Waymo v2 segment).
     """
     path = Path(path)
     if not path.is_file():
         return _UNKNOWN
+    if is_v2_segment(path):
+        return "v2"
     if path.stat().st_size == 0:
         return "empty"
     try:
@@ -291,9 +314,9 @@ def detect_format(path: str | os.PathLike) -> str:
 
 # ------------------------------------------------------------------- helpers
 def trip_name(path: str | os.PathLike) -> str:
-    """Trip name of an input file: its name without ``.tfrecord`` (and ``.gz``)."""
+    """Trip name of an input file: its name without ``.tfrecord`` (and ``.gz``); a v2 segment's name."""
     name = Path(path).name
-    for suffix in (".gz", ".tfrecord", ".tfrecords"):
+    for suffix in (".gz", ".tfrecord", ".tfrecords", ".parquet"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name
@@ -335,15 +358,15 @@ def _resize(im: Image.Image, out_w: int, out_h: int) -> Image.Image:
     return im.resize((out_w, out_h), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
 
 
-def _validate_jpeg(data: bytes) -> tuple[int, int, str]:
-    """Check that the bitstream decodes (at 1/8 scale, cheap); return width, height, format."""
+def _validate_jpeg(data: bytes) -> tuple[int, int, str, Image.Image]:
+    """Check that the bitstream decodes (at 1/8 scale, cheap); return width, height, format, decoded image."""
     im = Image.open(io.BytesIO(data))
     width, height = im.size
     fmt = im.format or ""
     if fmt == "JPEG":
         im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
     im.load()
-    return width, height, fmt
+    return width, height, fmt, im
 
 
 def _clean_boxes(x0, y0, x1, y1, img_w: float, img_h: float, px_x: float, px_y: float, min_area: float):
@@ -433,37 +456,58 @@ def _row(trip: str, frame: int, labels: np.ndarray, image_hash: str, out_path: P
         "n_objects": int(len(labels)),
         "image_hash": image_hash,
         "path": str(out_path),
+        "brightness": stats.get("brightness"),
     }
 
 
-def _convert_raw(frame, index: int, result: TripResult, p: _Params):
-    """One raw Frame to (tf.Example bytes, labels, row) or None when skipped."""
+def _frame_from_proto(frame, index: int, camera: str) -> SourceFrame:
+    """The ``camera`` view of a v1 ``Frame`` proto: its image, 2D labels and stats."""
+    labels = fp.find_labels(frame, camera) or []
+    n = len(labels)
+    boxes = np.fromiter(
+        (v for lab in labels for v in (lab.box.center_x, lab.box.center_y, lab.box.length, lab.box.width)),
+        np.float64,
+        4 * n,
+    ).reshape(n, 4)
+    known = fp.CameraName._value2member_map_
+    stats = frame.context.stats
+    return SourceFrame(
+        index=index,
+        timestamp_micros=frame.timestamp_micros,
+        image=fp.find_image(frame, camera),
+        boxes=boxes,
+        types=np.fromiter((lab.type for lab in labels), np.int64, n),
+        stats={"time_of_day": stats.time_of_day, "weather": stats.weather, "location": stats.location},
+        cameras=tuple(sorted({fp.CameraName(i.name).name if i.name in known else str(i.name) for i in frame.images})),
+    )
+
+
+def _convert_camera(sf: SourceFrame, result: TripResult, p: _Params):
+    """One camera frame (of a v1 Frame or v2 rows) to ``(jpeg, boxes, labels, timestamp, info)``, or None.
+
+    ``info`` holds the frame's stats and the written image's ``brightness``. Boxes come
+    in source pixels (centre, size) and leave normalised to the source image size.
+    """
     out_h, out_w = p.size
-    data = fp.find_image(frame, p.camera)
-    if data is None:
-        cams = sorted(
-            {
-                fp.CameraName(i.name).name if i.name in fp.CameraName._value2member_map_ else str(i.name)
-                for i in frame.images
-            }
-        )
-        result.problem("no_camera_image", index, f"no {p.camera} camera image (cameras present: {cams or 'none'})")
+    index = sf.index
+    at = f" at timestamp {sf.timestamp_micros}" if sf.timestamp_micros is not None else ""
+    if sf.error is not None:
+        result.problem(sf.error[0], index, sf.error[1] + at)
+        return None
+    if sf.image is None:
+        cams = list(sf.cameras)
+        result.problem("no_camera_image", index, f"no {p.camera} camera image{at} (cameras present: {cams or 'none'})")
         return None
     try:
-        im, width, height = _open_image(data, out_w, out_h)
+        im, width, height = _open_image(sf.image, out_w, out_h)
     except Exception as e:  # noqa: BLE001 - any decoder failure
-        result.problem("bad_image", index, f"{p.camera} image does not decode ({type(e).__name__}: {e})")
+        result.problem("bad_image", index, f"{p.camera} image{at} does not decode ({type(e).__name__}: {e})")
         return None
     im = _resize(im, out_w, out_h)
     jpeg = _encode_jpeg(im, p.jpeg_quality)
 
-    labels = fp.find_labels(frame, p.camera) or []
-    n = len(labels)
-    types = np.fromiter((lab.type for lab in labels), np.int64, n)
-    cx = np.fromiter((lab.box.center_x for lab in labels), np.float64, n)
-    cy = np.fromiter((lab.box.center_y for lab in labels), np.float64, n)
-    ln = np.fromiter((lab.box.length for lab in labels), np.float64, n)
-    wd = np.fromiter((lab.box.width for lab in labels), np.float64, n)
+    types = np.asarray(sf.types, np.int64)
+    cx, cy, ln, wd = np.asarray(sf.boxes, np.float64).reshape(-1, 4).T
     ok_type, counts = _label_reasons(types)
     with np.errstate(invalid="ignore", over="ignore"):
         x0, x1, y0, y1 = cx - ln / 2, cx + ln / 2, cy - wd / 2, cy + wd / 2
@@ -482,29 +526,20 @@ def _convert_raw(frame, index: int, result: TripResult, p: _Params):
     _note_label_problems(result, index, counts)
     boxes = np.stack([y0[keep] / height, x0[keep] / width, y1[keep] / height, x1[keep] / width], axis=1)
     label_ids = np.asarray([WAYMO_TO_LABEL[int(t)] for t in types[ok_type][keep]], np.int32)
-    stats = frame.context.stats
-    return (
-        jpeg,
-        boxes.astype(np.float32).reshape(-1, 4),
-        label_ids,
-        frame.timestamp_micros,
-        {
-            "time_of_day": stats.time_of_day,
-            "weather": stats.weather,
-            "location": stats.location,
-        },
-    )
+    info = {**sf.stats, "brightness": mean_luma(im)}
+    return jpeg, boxes.astype(np.float32).reshape(-1, 4), label_ids, sf.timestamp_micros, info
 
 
 def _convert_processed(ex: DetectionExample, index: int, result: TripResult, p: _Params):
     out_h, out_w = p.size
     try:
-        width, height, fmt = _validate_jpeg(ex.image)
+        width, height, fmt, small = _validate_jpeg(ex.image)
     except Exception as e:  # noqa: BLE001
         result.problem("bad_image", index, f"image/encoded does not decode ({type(e).__name__}: {e})")
         return None
     if (width, height) == (out_w, out_h) and fmt == "JPEG":
         jpeg = ex.image  # already what we write: no re-encoding
+        brightness = mean_luma(small)  # of the 1/8-scale decode: block means, the same mean
     else:
         try:
             im, _, _ = _open_image(ex.image, out_w, out_h)
@@ -513,6 +548,7 @@ def _convert_processed(ex: DetectionExample, index: int, result: TripResult, p: 
             return None
         im = _resize(im, out_w, out_h)
         jpeg = _encode_jpeg(im, p.jpeg_quality)
+        brightness = mean_luma(im)
     ok_type, counts = _label_reasons(ex.labels)
     b = np.asarray(ex.boxes, np.float64).reshape(-1, 4)[ok_type]
     keep, x0, y0, x1, y1, box_counts = _clean_boxes(
@@ -522,7 +558,7 @@ def _convert_processed(ex: DetectionExample, index: int, result: TripResult, p: 
     _note_label_problems(result, index, counts)
     boxes = np.stack([y0[keep], x0[keep], y1[keep], x1[keep]], axis=1).astype(np.float32).reshape(-1, 4)
     labels = np.asarray(ex.labels, np.int32)[ok_type][keep]
-    return jpeg, boxes, labels, None, None
+    return jpeg, boxes, labels, None, {"brightness": brightness}
 
 
 def convert_trip(
@@ -534,11 +570,17 @@ def convert_trip(
     min_box_px: float = 1.0,
     jpeg_quality: int = 90,
 ) -> TripResult:
-    """Convert one raw or processed trip file to a TFRecord of TF OD API tf.Examples.
+    """Convert one raw or processed trip file, or a v2 segment, to a TFRecord of TF OD API tf.Examples.
 
-    ``size`` is ``(height, width)`` of the written images. ``stride`` applies to raw
-    segments only (processed files keep all frames). The output is written only
-    when at least one frame survives (atomically, through a temporary file).
+    ``path`` is a ``*.tfrecord`` file or a v2 segment's ``camera_image/<segment>.parquet``
+    (see :mod:`urban_detection.waymo.v2`); v1 and v2 camera frames go through the same
+    conversion. ``size`` is ``(height, width)`` of the written images. ``stride``
+    applies to raw and v2 segments only (processed files keep all frames). The output is written only
+    when at least one frame survives (atomically, through a temporary file, and recorded
+    as the project's, see :mod:`urban_detection.files`). Before anything is read it raises
+    :class:`~urban_detection.files.OutputOnInputError` when ``out_path`` is the input file
+    itself and :class:`~urban_detection.files.ForeignFileError` when ``out_path`` exists
+    but the project did not write it; neither file is touched then.
     """
     path, out_path = Path(path), Path(out_path)
     p = _Params(
@@ -556,13 +598,17 @@ def convert_trip(
         result.problem("empty_file", None, "file is empty")
         return result
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
+    check_output_is_not_input(out_path, path, output_name="trip output", input_name="input file")
+    tmp = reserve_temp(out_path)  # ForeignFileError (nothing written) if out_path is a file the project did not write
     fmt: str | None = None
     writer = None
     pending_unknown: list[tuple[int, str]] = []
     try:
-        records = iter_records(path)
+        if is_v2_segment(path):  # Parquet components, read straight into camera frames
+            fmt = result.format = "v2"
+            records = v2.iter_frames(path, p.camera, p.stride, result.problem)
+        else:
+            records = iter_records(path)
         try:
             for index, data in records:
                 result.frames_read += 1
@@ -578,11 +624,13 @@ def convert_trip(
                     for bad_index, why in pending_unknown:
                         result.problem("corrupt_record", bad_index, why)
                     pending_unknown.clear()
-                if fmt == "raw" and index % p.stride:
+                if fmt in ("raw", "v2") and index % p.stride:
                     continue
                 result.frames_selected += 1
                 try:
-                    if fmt == "raw":
+                    if fmt == "v2":
+                        item = data
+                    elif fmt == "raw":
                         item = parsed if parsed is not None else fp.Frame.FromString(data)
                     else:
                         item = decode_example(data)
@@ -590,10 +638,11 @@ def convert_trip(
                     what = "Frame proto" if fmt == "raw" else "tf.Example"
                     result.problem("corrupt_record", index, f"bad {what} ({type(e).__name__}: {e})")
                     continue
-                if fmt == "raw":
-                    converted = _convert_raw(item, index, result, p)
-                else:
+                if fmt == "processed":
                     converted = _convert_processed(item, index, result, p)
+                else:  # v1 and v2 camera frames: one conversion
+                    frame = item if fmt == "v2" else _frame_from_proto(item, index, p.camera)
+                    converted = _convert_camera(frame, result, p)
                 if converted is None:
                     continue
                 jpeg, boxes, labels, ts, stats = converted
@@ -627,16 +676,19 @@ def convert_trip(
                 )
             elif not result.skipped:
                 result.problem("unknown_format", None, "no records")
+    except BaseException:
+        discard_temp(tmp)
+        raise
     finally:
         if writer is not None:
             writer.close()
         _flush_label_notes(result)
     if result.frames_written:
-        os.replace(tmp, out_path)
+        commit_temp(tmp, out_path)  # atomic, recorded as the project's
         result.output = str(out_path)
     else:
-        tmp.unlink(missing_ok=True)
-        out_path.unlink(missing_ok=True)  # no stale output from an earlier run
+        discard_temp(tmp)
+        remove_owned(out_path)  # no stale output from an earlier run (only ever a file the project wrote)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -647,6 +699,8 @@ def _sidecar(out_path: Path) -> Path:
 
 
 def _input_stamp(path: Path) -> dict:
+    if is_v2_segment(path):  # image, box and stats files of the segment
+        return v2.input_stamp(path)
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -694,23 +748,12 @@ def _convert_and_record(path: str, out_path: str, params: dict) -> TripResult:
     )
     if path_.is_file():
         meta = {"params": params, "input": _input_stamp(path_), "result": result.to_dict()}
-        side = _sidecar(out_)
-        tmp = side.with_name(side.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, side)
+        write_text(_sidecar(out_), json.dumps(meta, indent=1))  # atomic, recorded as the project's
     return result
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records: list[tuple[int, str]] = []
-
-    def emit(self, record):
-        self.records.append((record.levelno, record.getMessage()))
-
-
 def _worker_init() -> None:
+    """Run once in every helper process or Ray worker: one TensorFlow thread, as each converts one file."""
     for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[var] = "1"
     try:
@@ -720,142 +763,31 @@ def _worker_init() -> None:
         pass
 
 
-def _worker_task(path: str, out_path: str, params: dict) -> tuple[dict, list[tuple[int, str]]]:
-    """Runs in a worker process: convert one file, hand back the result and its log lines."""
-    handler = _ListHandler()
-    logger.addHandler(handler)
-    propagate = logger.propagate
-    logger.propagate = False
-    try:
-        result = _convert_and_record(path, out_path, params)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-    return result.to_dict(), handler.records
+def _convert_task(path: str, out_path: str, params: dict) -> dict:
+    """One task of the parallel executor: convert one source and stamp it; the result as plain data."""
+    return _convert_and_record(path, out_path, params).to_dict()
 
 
-def _worker_ping(delay: float = 0.0) -> int:
-    time.sleep(delay)
-    return os.getpid()
-
-
-_POOL: tuple[int, cf.ProcessPoolExecutor] | None = None
-
-
-def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
-    global _POOL
-    if _POOL is not None and _POOL[0] != workers:
-        shutdown_pool()
-    if _POOL is None:
-        ctx = multiprocessing.get_context("spawn")
-        _POOL = (workers, cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init))
-    return _POOL[1]
-
-
-def shutdown_pool() -> None:
-    """Stop the worker processes kept by ``ingest_files(..., keep_pool=True)``."""
-    global _POOL
-    if _POOL is not None:
-        _POOL[1].shutdown(wait=True, cancel_futures=True)
-        _POOL = None
+def _failed(path: Path, error: BaseException, where: str) -> TripResult:
+    r = TripResult(trip=trip_name(path), source=str(path))
+    place = "" if where == "here" else f" in a {where} worker"
+    r.problem("worker_error", None, f"conversion failed{place}: {type(error).__name__}: {error}")
+    return r
 
 
 def warm_pool(workers: int) -> None:
     """Start the ``workers - 1`` helper processes of ``ingest_files(..., workers, keep_pool=True)`` now."""
-    if workers > 1:
-        pool = _get_pool(workers - 1)
-        list(pool.map(_worker_ping, [0.2] * (workers - 1)))
+    executor.warm_pool(workers, initializer=_worker_init)
 
 
-atexit.register(shutdown_pool)
-
-
-def _convert_here(path: Path, out_path: Path, params: dict) -> TripResult:
-    try:
-        return _convert_and_record(str(path), str(out_path), params)
-    except Exception as e:  # noqa: BLE001 - keep going with the other files
-        r = TripResult(trip=trip_name(path), source=str(path))
-        r.problem("worker_error", None, f"conversion failed: {type(e).__name__}: {e}")
-        return r
-
-
-POOL_STARTUP_SECONDS = 5.0  # about what a spawned process needs to import TensorFlow
-
-
-def _run_parallel(todo, params: dict, n_workers: int, done, keep_pool: bool) -> None:
-    """Convert ``todo`` with the calling process plus up to ``n_workers - 1`` spawned ones.
-
-    The caller starts converting at once (files from the back of the queue). Helper
-    processes are spawned only when the remaining work, extrapolated from the files
-    done so far, outweighs their start-up (importing TensorFlow takes seconds); once a
-    helper is up it takes files from the front of the queue.
-    """
-    pool_size = n_workers - 1
-    queue = deque(todo)
-    in_flight: dict[cf.Future, tuple[int, Path]] = {}
-    pool: cf.ProcessPoolExecutor | None = None
-    pings: list[cf.Future] = []
-    own_times: list[float] = []
-
-    def start_pool():
-        nonlocal pool, pings
-        if keep_pool:
-            pool = _get_pool(pool_size)
-        else:
-            pool = cf.ProcessPoolExecutor(
-                max_workers=pool_size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-            )
-        if not warm:  # a ping answered = a helper has imported everything and is ready
-            pings = [pool.submit(_worker_ping) for _ in range(pool_size)]
-
-    def collect(futures):
-        for fut in futures:
-            i, path = in_flight.pop(fut)
-            try:
-                rdict, logs = fut.result()
-                for level, msg in logs:
-                    logger.log(level, msg)
-                done(i, TripResult.from_dict(rdict))
-            except Exception as e:  # noqa: BLE001 - e.g. a worker died
-                r = TripResult(trip=trip_name(path), source=str(path))
-                r.problem("worker_error", None, f"conversion failed in a worker: {type(e).__name__}: {e}")
-                done(i, r)
-
-    warm = keep_pool and _POOL is not None and _POOL[0] == pool_size
-    if warm:
-        start_pool()  # already running: no start-up cost
-    try:
-        while queue or in_flight:
-            collect([f for f in list(in_flight) if f.done()])
-            if pool is None and queue and own_times:
-                if sum(own_times) / len(own_times) * len(queue) > POOL_STARTUP_SECONDS:
-                    start_pool()
-            if pool is not None:
-                ready = pool_size if warm else sum(1 for f in pings if f.done() and f.exception() is None)
-                while queue and len(in_flight) < 2 * ready:
-                    i, path, out_path = queue.popleft()
-                    in_flight[pool.submit(_worker_task, str(path), str(out_path), params)] = (i, path)
-            if queue:
-                i, path, out_path = queue.pop()
-                t0 = time.perf_counter()
-                done(i, _convert_here(path, out_path, params))
-                own_times.append(time.perf_counter() - t0)
-            elif in_flight:
-                cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
-    finally:
-        if pool is not None and not keep_pool:
-            # helpers still importing TensorFlow are not waited for
-            pool.shutdown(wait=all(f.done() for f in pings), cancel_futures=True)
-
-
-_TFRECORD_NAME = re.compile(r"\.tfrecords?(\.gz)?$|\.tfrecord-\d+-of-\d+$")
+shutdown_pool = executor.shutdown_pool  # stops the helpers (and embedded Ray) that keep_pool=True kept
 
 
 def _resolve_inputs(paths) -> tuple[list[Path], str]:
     if isinstance(paths, (str, os.PathLike)):
         folder = Path(paths)
         if folder.is_dir():
-            return sorted(p for p in folder.iterdir() if p.is_file() and _TFRECORD_NAME.search(p.name)), str(folder)
+            return find_sources(folder), str(folder)
         return [folder], str(folder.parent)
     files = [Path(p) for p in paths]
     parents = sorted({str(p.parent) for p in files})
@@ -874,26 +806,36 @@ def ingest_files(
     force: bool = False,
     progress: bool = True,
     keep_pool: bool = False,
+    ray_address: str | None = None,
 ) -> IngestResult:
-    """Convert many trip files (a folder or a list of paths) into ``out_dir/<trip>.tfrecord``.
+    """Convert many sources (a folder, see :func:`find_sources`, or a list of paths) into ``out_dir/<trip>.tfrecord``.
 
-    ``workers`` processes share the files: the calling one plus up to ``workers - 1``
-    helpers started with the ``spawn`` method (one TensorFlow thread each). The caller
-    starts converting at once; helpers are spawned only when the remaining work
+    Each source is one task of the parallel executor (:mod:`urban_detection.waymo.executor`),
+    one TensorFlow thread each. By default ``workers`` local processes share them: the
+    calling one plus up to ``workers - 1`` helpers started with the ``spawn`` method. The
+    caller starts converting at once; helpers are spawned only when the remaining work
     outweighs their start-up (importing TensorFlow takes seconds). With
     ``keep_pool=True`` helpers stay up for later calls (see :func:`warm_pool`,
     :func:`shutdown_pool`). Scripts using ``workers > 1`` need the usual
     ``if __name__ == "__main__":`` guard of the spawn start method.
 
+    ``ray_address`` runs one Ray task per source instead: ``"local"`` on Ray embedded on
+    ``workers`` local cores, or on an existing cluster (``"auto"``, ``"host:6379"``,
+    ``"ray://host:10001"``), which runs as many at once as it has CPUs. With no address,
+    Ray is used when ``RAY_ADDRESS`` is set or this process is already connected to Ray.
+    On a cluster every node needs the project installed, must read each source at the
+    path given here and write to ``out_dir`` at the same path (shared storage), as the
+    caller reads the outputs and ``<trip>.ingest.json`` stamps written there by the nodes.
+
     A trip whose output is newer than its input and whose sidecar
     ``<trip>.ingest.json`` records the same input and parameters is not converted
     again; its stored result is reused (``force=True`` converts everything). Warnings
-    from helper processes are re-logged in the caller. Raises ``ValueError`` naming
+    from helper processes and Ray workers are re-logged in the caller. Raises ``ValueError`` naming
     the folder when no usable frame was found in any file.
     """
     files, folder = _resolve_inputs(paths)
     if not files:
-        raise ValueError(f"No *.tfrecord files found in {folder}")
+        raise ValueError(f"No *.tfrecord files nor Waymo v2 camera_image/*.parquet segments found in {folder}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = _Params(
@@ -934,12 +876,17 @@ def ingest_files(
         bar.set_postfix(frames=frames, fps=f"{frames / max(time.perf_counter() - t0, 1e-9):.1f}")
 
     try:
-        n_workers = max(1, min(int(workers), len(todo)))
-        if n_workers == 1:
-            for i, path, out_path in todo:
-                done(i, _convert_here(path, out_path, params))
-        else:
-            _run_parallel(todo, params, n_workers, done, keep_pool)
+        tasks = [executor.Task((i, path), (str(path), str(out_path), params)) for i, path, out_path in todo]
+        for f in executor.run_tasks(
+            _convert_task,
+            tasks,
+            workers=max(1, min(int(workers), len(todo))),
+            ray_address=ray_address,
+            initializer=_worker_init,
+            keep_pool=keep_pool,
+        ):
+            i, path = f.key
+            done(i, _failed(path, f.error, f.where) if f.error is not None else TripResult.from_dict(f.value))
     finally:
         bar.close()
 
@@ -948,7 +895,8 @@ def ingest_files(
     if rep["frames_written"] == 0:
         raise ValueError(
             f"No usable frame in {folder}: {rep['files']} file(s) read, skipped {rep['skipped']}. Expected Waymo v1 "
-            "segment files (Frame protos with camera images) or TF Object Detection API tf.Example TFRecords."
+            "segment files (Frame protos with camera images), Waymo v2 segments (camera_image/ and camera_box/ "
+            "Parquet files) or TF Object Detection API tf.Example TFRecords."
         )
     logger.info(
         "ingest: %d file(s), %d trip(s), %d/%d frames written (%d reused trips), objects %s, skipped %s",

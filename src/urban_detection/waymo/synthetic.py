@@ -7,7 +7,8 @@ frame is rendered for the FRONT camera (and, by default, a half-resolution
 FRONT_LEFT camera looking 45 degrees left so camera selection is exercised) and
 written as a ``Frame`` proto (see :mod:`urban_detection.waymo.frame_proto`) into a
 TFRecord named like a real segment:
-``segment-<digits>_<start>_<ms>_<end>_<ms>_with_camera_labels.tfrecord``.
+``segment-<digits>_<start>_<ms>_<end>_<ms>_with_camera_labels.tfrecord``, or, with
+``format="v2"``, as Waymo v2 Parquet components (see :mod:`urban_detection.waymo.v2`).
 
 Labels follow the Waymo 2D camera convention: ``center_x``, ``center_y`` in pixels,
 ``length`` = horizontal size, ``width`` = vertical size, ``type`` a ``Label.Type``
@@ -32,7 +33,9 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from urban_detection.files import atomic_path
 from urban_detection.waymo import frame_proto as fp
+from urban_detection.waymo import v2
 
 TIMES_OF_DAY: tuple[str, ...] = ("Day", "Dawn", "Dusk", "Night")
 WEATHERS: tuple[str, ...] = ("sunny", "rain")
@@ -1095,6 +1098,42 @@ def trip_records(
     jpeg_quality: int = 90,
 ) -> tuple[str, list[bytes]]:
     """Render one trip: its segment name and serialized Frame protos (numpy/PIL only, no TensorFlow)."""
+    trip, encoded, counts = _encoded_trip(trip_index, frames, width, height, seed, cameras, conditions, jpeg_quality)
+    return trip.segment_name, [build_frame_proto(trip, f, jpegs, counts).SerializeToString() for f, jpegs in encoded]
+
+
+def trip_components(
+    trip_index: int,
+    frames: int,
+    width: int = 960,
+    height: int = 640,
+    seed: int = 0,
+    cameras: Sequence[str] = ("FRONT", "FRONT_LEFT"),
+    conditions: dict | None = None,
+    jpeg_quality: int = 90,
+) -> tuple[str, dict]:
+    """Render one trip as Waymo v2: its segment (context) name and component tables.
+
+    The tables (``camera_image``, ``camera_box``, ``stats``, see
+    :func:`urban_detection.waymo.v2.component_tables`) hold the same JPEG bytes, boxes
+    and conditions as :func:`trip_records` for the same arguments.
+    """
+    trip, encoded, counts = _encoded_trip(trip_index, frames, width, height, seed, cameras, conditions, jpeg_quality)
+    rows = [
+        v2.FrameRows(
+            timestamp_micros=frame.timestamp_micros,
+            images={fp.camera_id(name): jpeg for name, jpeg in jpegs.items()},
+            boxes={fp.camera_id(name): (view.boxes, view.types, view.ids) for name, view in frame.cameras.items()},
+            stats=trip.stats,
+            object_counts=counts,
+        )
+        for frame, jpegs in encoded
+    ]
+    return trip.name, v2.component_tables(trip.name, rows)
+
+
+def _encoded_trip(trip_index, frames, width, height, seed, cameras, conditions, jpeg_quality):
+    """Render a trip and JPEG-encode every view: ``(trip, [(frame, {camera: jpeg})], {type: objects})``."""
     trip, frames_iter = iter_trip(trip_index, frames, width, height, seed, cameras, conditions)
     encoded = []
     unique: dict[int, set[str]] = {}
@@ -1105,20 +1144,17 @@ def trip_records(
         for view in frame.cameras.values():  # the JPEG is kept, not the pixels
             view.image = None
         encoded.append((frame, jpegs))
-    counts = {t: len(ids) for t, ids in unique.items()}
-    return trip.segment_name, [build_frame_proto(trip, f, jpegs, counts).SerializeToString() for f, jpegs in encoded]
+    return trip, encoded, {t: len(ids) for t, ids in unique.items()}
 
 
 def _write_records(out_dir: Path, segment_name: str, records: list[bytes]) -> Path:
     import tensorflow as tf  # only needed for writing
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{segment_name}.tfrecord"
-    tmp = path.with_name(path.name + ".tmp")
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
+    # atomic, recorded as the project's; a user's file of that name raises ForeignFileError, untouched
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
         for rec in records:
             writer.write(rec)
-    os.replace(tmp, path)
     return path
 
 
@@ -1150,17 +1186,32 @@ def write_synthetic_trips(
     first_trip: int = 0,
     progress: bool = False,
     workers: int = 1,
+    format: str = "v1",
 ) -> list[Path]:
     """Write ``n_trips`` deterministic synthetic segments; returns their paths.
 
     The same ``seed`` and trip index always give the same file (names, frames,
     labels and JPEG bytes). With ``workers > 1`` trips are rendered in spawned
     processes (which import no TensorFlow) and written here, in trip order.
+    Files are written atomically and recorded as the project's
+    (:mod:`urban_detection.files`); a file of the same name that the project did not
+    write is never overwritten (:class:`urban_detection.files.ForeignFileError`).
+    ``format="v1"`` writes ``out_dir/segment-..._with_camera_labels.tfrecord`` files of
+    Frame protos; ``format="v2"`` writes the Waymo v2 layout
+    ``out_dir/{camera_image,camera_box,stats}/<segment>.parquet`` with the same images,
+    boxes and conditions, and returns the ``camera_image`` paths.
     """
     from tqdm.auto import tqdm
 
     if n_trips < 1:
         raise ValueError("n_trips must be >= 1")
+    if format not in ("v1", "v2"):
+        raise ValueError(f"format must be 'v1' or 'v2', not {format!r}")
+    render = trip_records if format == "v1" else trip_components
+
+    def write(name, data) -> Path:
+        return _write_records(out_dir, name, data) if format == "v1" else v2.write_segment(out_dir, name, data)
+
     out_dir = Path(out_dir)
     indices = range(first_trip, first_trip + n_trips)
     args = [(i, frames_per_trip, width, height, seed, tuple(cameras), None, jpeg_quality) for i in indices]
@@ -1171,12 +1222,12 @@ def write_synthetic_trips(
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(workers, n_trips), mp_context=mp.get_context("spawn")) as pool:
-            for name, records in pool.map(trip_records, *zip(*args)):
-                paths.append(_write_records(out_dir, name, records))
+            for name, data in pool.map(render, *zip(*args)):
+                paths.append(write(name, data))
                 bar.update()
     else:
         for a in args:
-            paths.append(_write_records(out_dir, *trip_records(*a)))
+            paths.append(write(*render(*a)))
             bar.update()
     bar.close()
     return paths
@@ -1192,6 +1243,7 @@ __all__ = [
     "build_frame_proto",
     "iter_trip",
     "render_trip",
+    "trip_components",
     "trip_conditions",
     "write_synthetic_trips",
     "write_trip",
