@@ -40,7 +40,7 @@ from urban_detection.waymo import frame_proto as fp  # noqa: E402
 from urban_detection.waymo.synthetic import write_synthetic_trips  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "waymo"))
-from test_ray_ingest import LocalRayCluster  # noqa: E402  - the tests' two-node cluster
+from test_ray_ingest import LocalRayCluster, addresses_as_given  # noqa: E402  - the tests' two-node cluster
 
 SIZE, STRIDE, WORKERS = (640, 640), 10, 2  # the defaults of conf/base/parameters_ingest.yml
 WAYMO_SEGMENTS, WAYMO_SEGMENT_BYTES, WAYMO_FRAMES = 798, 1.0e9, 200
@@ -135,14 +135,18 @@ def main() -> None:
 
         runs: dict[str, dict] = {}
         runs["pool"] = timed_ingest(paths, tmp / "pool", workers=WORKERS)
+        print(f"pool: {runs['pool']['wall']:.1f} s", flush=True)
         runs["ray1"] = timed_ingest(paths, tmp / "ray1", workers=1, ray_address=executor.EMBEDDED_RAY)
+        print(f"embedded Ray, 1 CPU: {runs['ray1']['wall']:.1f} s", flush=True)
         runs["ray2"] = timed_ingest(paths, tmp / "ray2", workers=2, ray_address=executor.EMBEDDED_RAY)
+        print(f"embedded Ray, 2 CPUs: {runs['ray2']['wall']:.1f} s", flush=True)
         cluster = LocalRayCluster(tmp / "cluster", nodes=2, cpus_per_node=1)
         try:
             t0 = time.perf_counter()
             cluster.start()
             cluster_start = time.perf_counter() - t0
-            runs["cluster"] = timed_ingest(paths, tmp / "cluster_out", workers=2, ray_address=cluster.address)
+            with addresses_as_given():
+                runs["cluster"] = timed_ingest(paths, tmp / "cluster_out", workers=2, ray_address=cluster.address)
         finally:
             left = cluster.stop()
         ray_start = ray_start_seconds(2)
@@ -198,8 +202,8 @@ def main() -> None:
             io_h = WAYMO_SEGMENTS * WAYMO_SEGMENT_BYTES / bw / 3600
             print(f"  {n:8d} {per_worker_h * n:11.0f} {cpu_h:12.2f} {n * WAYMO_SEGMENT_BYTES / t_seg / 1e9:11.2f} "
                   f"{max(cpu_h, io_h):18.2f}")
-        print(f"  reading 1 GB per segment dominates: past about {bw / WAYMO_SEGMENT_BYTES * t_seg:.0f} workers the "
-              f"storage ({args.storage_gbps:g} GB/s, --storage-gbps) and not the CPUs sets the time")
+        print(f"  reading 1 GB per segment dominates: from {max(1, round(bw / WAYMO_SEGMENT_BYTES * t_seg))} "
+              f"worker(s) on, the storage ({args.storage_gbps:g} GB/s, --storage-gbps) and not the CPUs sets the time")
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ every Ray process of the machine, other users' too).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -31,7 +32,7 @@ SIZE, STRIDE = (64, 64), 3
 # interface, unless it runs in single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, its default
 # on macOS), where `ray start` takes no worker node. The test's nodes run in that mode (inherited by
 # every process they start), and `ray start` itself keeps 127.0.0.1 and accepts worker nodes, so all
-# servers listen on 127.0.0.1 only. The driver side is in `loopback_driver`.
+# servers listen on 127.0.0.1 only. The driver side is `addresses_as_given`.
 SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 RAY_CLI = [sys.executable, "-c", "import sys; from ray._private import ray_constants, services; "
            "services.resolve_ip_for_localhost = lambda host: host; ray_constants.ENABLE_RAY_CLUSTER = True; "
@@ -261,12 +262,41 @@ def _own_ray_processes():
     return out
 
 
-@pytest.fixture
-def loopback_driver(monkeypatch):
+@contextlib.contextmanager
+def addresses_as_given():
     """This process connects to a 127.0.0.1 address as given (see ``SINGLE_MACHINE``)."""
     from ray._private import services
 
-    monkeypatch.setattr(services, "resolve_ip_for_localhost", lambda host: host)
+    saved = services.resolve_ip_for_localhost
+    services.resolve_ip_for_localhost = lambda host: host
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = saved
+
+
+@pytest.fixture
+def loopback_driver():
+    with addresses_as_given():
+        yield
+
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+def _listening_hosts(procs) -> set[str]:
+    """The local addresses the processes listen on (TCP)."""
+    import psutil
+
+    hosts = set()
+    for p in procs:
+        try:
+            conns = p.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        hosts |= {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
+    assert hosts, "no listening socket found"
+    return hosts
 
 
 # ------------------------------------------------------------------------ tests
@@ -280,13 +310,21 @@ def test_no_address_runs_on_the_local_pool(monkeypatch):
 
 
 def test_embedded_ray_matches_the_local_run(sources, local_run, tmp_path, caplog):
+    import psutil  # vendored by Ray
+    import ray
+
     out = tmp_path / "trips"
-    got = ingest.ingest_files(sources, out, workers=2, stride=STRIDE, size=SIZE, progress=False, ray_address="local")
+    try:  # kept up after the run (keep_pool), so its sockets can be looked at
+        got = ingest.ingest_files(sources, out, workers=2, stride=STRIDE, size=SIZE, progress=False,
+                                  ray_address="local", keep_pool=True)
+        assert ray.is_initialized()
+        ray_procs = [psutil.Process(pid) for pid, _ in _own_ray_processes()]
+        assert _listening_hosts(ray_procs) <= LOOPBACK  # no Ray server reachable from the network
+    finally:
+        ingest.shutdown_pool()
     _assert_same_as_local(got, local_run)
     assert os.getpid() not in {t.pid for t in got.trips}  # converted in Ray workers
     _assert_bad_image_warned(caplog, sources[0])  # forwarded from the worker to this log
-    import ray
-
     assert not ray.is_initialized() and _own_ray_processes() == []  # the embedded Ray is gone
     # the stamps the Ray workers wrote make the next (local) run reuse every trip
     again = ingest.ingest_files(sources, out, workers=1, stride=STRIDE, size=SIZE, progress=False)
@@ -317,6 +355,7 @@ def test_two_node_cluster_matches_the_local_run(sources, local_run, tmp_path, ca
     cluster = LocalRayCluster(tmp_path / "cluster", nodes=2, cpus_per_node=1)
     try:
         cluster.start()
+        assert _listening_hosts(cluster._ours()) <= LOOPBACK
         got = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE, progress=False,
                                   ray_address=cluster.address)
         assert not ray.is_initialized()  # ingest disconnected the driver it connected
@@ -330,8 +369,8 @@ def test_two_node_cluster_matches_the_local_run(sources, local_run, tmp_path, ca
         finally:
             ray.shutdown()
         # the Ray Client address form
-        client = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE,
-                                     progress=False, force=True, ray_address=f"ray://{cluster.ip}:{cluster.client_port}")
+        client = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE, progress=False,
+                                     force=True, ray_address=f"ray://{cluster.ip}:{cluster.client_port}")
         assert not ray.is_initialized()
     finally:
         left = cluster.stop()

@@ -22,11 +22,14 @@ Backends (:func:`choose_backend`):
   already connected to Ray or when ``RAY_ADDRESS`` names a cluster (as
   ``ray job submit`` sets it); otherwise the local pool.
 
-Why the pool stays the default on one machine: measured on the default synthetic
-input (60 segments, 2 cores, see ``benchmarks/ingest_ray.py``) embedded Ray's cold
-start (starting GCS, raylet and agents, then a TensorFlow import in every Ray worker)
-made the run slower than the pool, whose caller converts from the first second, and
-Ray brings no gain in steady state on one host (both run one process per core).
+Why the pool, not embedded Ray, is the default on one machine: measured with
+``benchmarks/ingest_ray.py`` on the default synthetic input (60 segments of 100
+frames, 2 cores), the pool converted them in 11 s and Ray embedded on 2 CPUs in 26 s
+(on a busy machine 12.5 s against 53 s): Ray's cold start (GCS, raylet and agents,
+about 17 s here, then a TensorFlow import in every Ray worker) outweighs the whole
+conversion, while the pool's caller converts from the first second. On one host Ray
+brings no steady-state gain either (both run one process per core). Ray pays off on
+a cluster, where it is one address away.
 
 Log records that a task emits under ``log_name`` in another process are captured there
 and re-emitted in the caller under the same logger name, so warnings naming a file
@@ -57,7 +60,6 @@ logger = logging.getLogger(__name__)
 POOL_STARTUP_SECONDS = 5.0  # about what a spawned process needs to import TensorFlow
 EMBEDDED_RAY = "local"  # ray_address that starts Ray embedded on the local cores
 EMBEDDED_RAY_ATTEMPTS = 3  # a loaded machine can miss Ray's start-up deadlines; then try again
-BACKENDS = ("here", "pool", "ray")
 
 
 @dataclass(frozen=True)
@@ -434,7 +436,8 @@ def run_tasks(
     in every helper process and Ray worker before its first task (e.g. to limit its
     threads). ``workers`` is the number of local processes (the caller included) or
     embedded Ray CPUs; a Ray cluster runs as many tasks at once as it has CPUs. See
-    :func:`choose_backend` for what ``ray_address`` selects. ``keep_pool=True`` keeps
+    :func:`choose_backend` for what ``ray_address`` selects; a process already connected
+    to Ray keeps that connection whatever the address. ``keep_pool=True`` keeps
     the local helpers, or the embedded Ray it started, for later calls
     (:func:`shutdown_pool` stops them).
 
@@ -457,7 +460,6 @@ def run_tasks(
 
 
 __all__ = [
-    "BACKENDS",
     "EMBEDDED_RAY",
     "POOL_STARTUP_SECONDS",
     "Finished",

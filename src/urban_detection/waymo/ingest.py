@@ -22,8 +22,9 @@ Bad input never raises: each problem is logged as a warning naming the file and 
 record index and counted under a reason key (see :data:`SKIP_REASONS`). Record-level
 failures (a frame or file lost) are also listed in ``errors``; label and box problems
 are counted per box and warned once per file and reason, listing the records.
-:func:`ingest_files` converts many files in parallel processes, skips trips that are
-already up to date, and raises ``ValueError`` only when no usable frame remains at all.
+:func:`ingest_files` converts many files in parallel (local processes, or one Ray task per
+file: see :mod:`urban_detection.waymo.executor`), skips trips that are already up to
+date, and raises ``ValueError`` only when no usable frame remains at all.
 
 Box rules (sizes in pixels of the *output* image): non-finite coordinates
 (``box_non_finite``), zero or negative extent (``box_zero_area``), wholly outside the
