@@ -84,18 +84,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _PACKAGE = "urban_detection"
 
+# ResNet-50 as KerasHub's resnet_50_imagenet preset configures it (both ResNet-50 archs use it).
+RESNET50_ENCODER: dict[str, Any] = dict(
+    input_conv_filters=[64],
+    input_conv_kernel_sizes=[7],
+    stackwise_num_filters=[64, 128, 256, 512],
+    stackwise_num_blocks=[3, 4, 6, 3],
+    stackwise_num_strides=[1, 2, 2, 2],
+    block_type="bottleneck_block",
+    use_pre_activation=False,
+)
+
 # Everything a caller may override through ``build_detector(**overrides)``.
 ARCHS: dict[str, dict[str, Any]] = {
     "retinanet_resnet50_fpn_coco": dict(
-        encoder=dict(  # the image_encoder of the preset's config.json (= resnet_50_imagenet)
-            input_conv_filters=[64],
-            input_conv_kernel_sizes=[7],
-            stackwise_num_filters=[64, 128, 256, 512],
-            stackwise_num_blocks=[3, 4, 6, 3],
-            stackwise_num_strides=[1, 2, 2, 2],
-            block_type="bottleneck_block",
-            use_pre_activation=False,
-        ),
+        encoder=dict(RESNET50_ENCODER),  # the image_encoder of the preset's config.json
         min_level=3,
         max_level=7,
         use_p5=False,  # as the preset: P6 from the FPN's P5 output (torchvision LastLevelP6P7(256, 256))
@@ -119,15 +122,7 @@ ARCHS: dict[str, dict[str, Any]] = {
         default_image_size=640,
     ),
     "retinanet_resnet50_fpn": dict(
-        encoder=dict(
-            input_conv_filters=[64],
-            input_conv_kernel_sizes=[7],
-            stackwise_num_filters=[64, 128, 256, 512],
-            stackwise_num_blocks=[3, 4, 6, 3],
-            stackwise_num_strides=[1, 2, 2, 2],
-            block_type="bottleneck_block",
-            use_pre_activation=False,
-        ),
+        encoder=dict(RESNET50_ENCODER),
         min_level=3,
         max_level=7,
         use_p5=False,  # KerasHub: False = P6 from the FPN's P5 output (as the OD API), True = from C5
