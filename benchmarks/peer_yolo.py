@@ -51,6 +51,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 INDEX_CANDIDATES = ("data/02_intermediate/trips/frame_index.parquet", "data/02_intermediate/frame_index.parquet")
 MANIFEST = "data/03_primary/split_manifest.parquet"
+EVAL_INDEX = "data/02_intermediate/eval_trips/frame_index.parquet"  # the frames the evaluate pipeline scores
 FALLBACK_BUDGET_S = 550.0
 MIN_BOX_SIDE = 1e-4  # as the project's training input (detection.data.MIN_BOX_SIDE)
 MAP = "DetectionBoxes_Precision/mAP"
@@ -89,7 +90,8 @@ def resolve_trip(path: str, project_dir: Path, index_dir: Path) -> Path:
 
 
 def split_paths(project_dir: Path) -> dict[str, list[str]]:
-    """Trip TFRecords per split (train, val, test) of the verified split manifest."""
+    """Trip TFRecords per split (train, val, test) of the verified split manifest. Test comes from the
+    evaluate pipeline's frames (``eval_trips``) when they exist, as the project's own evaluation."""
     index, _ = read_index(project_dir)
     manifest_file = project_dir / MANIFEST
     if not manifest_file.is_file():
@@ -101,6 +103,13 @@ def split_paths(project_dir: Path) -> dict[str, list[str]]:
         out[split] = sorted(index.loc[index.trip.isin(trips), "path"].unique())
         if not out[split]:
             raise SystemExit(f"split {split!r} has no trip TFRecord in {manifest_file}")
+    eval_index = project_dir / EVAL_INDEX
+    if eval_index.is_file():  # score on the evaluate pipeline's frames (every frame of the test trips)
+        frames = pd.read_parquet(eval_index)
+        tests = set(manifest.loc[manifest.split == "test", "trip"])
+        paths = sorted({str(eval_index.parent / p) for p in frames.loc[frames.trip.isin(tests), "path"]})
+        if paths:
+            out["test"] = paths
     return out
 
 

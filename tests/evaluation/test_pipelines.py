@@ -74,6 +74,7 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
         f"{NAME}.config": MemoryDataset(trained.config),
         f"{NAME}.export": ExportDataset(str(out / "06_models" / NAME / "export")),
         "trips": MemoryDataset(trips, copy_mode="assign"),
+        "eval_trips": MemoryDataset(trips, copy_mode="assign"),
         "split_manifest": MemoryDataset(manifest),
         "params:evaluate": MemoryDataset(EVALUATE),
         f"{NAME}.metrics": JSONDataset(filepath=str(out / "08_reporting" / NAME / "metrics.json")),
@@ -81,8 +82,8 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
                                                  dataset="json.JSONDataset", filename_suffix=".json"),
     })
     pipe = evaluate_pipeline()
-    assert {n.name for n in pipe.nodes} == {"resolve_experiment_configs", f"{NAME}.export", f"{NAME}.evaluate",
-                                            "compare_experiments"}
+    assert {n.name for n in pipe.nodes} == {"resolve_experiment_configs", "ingest_eval_trips", f"{NAME}.export",
+                                            f"{NAME}.evaluate", "compare_experiments"}
     SequentialRunner().run(pipe.from_inputs(f"{NAME}.config", f"{NAME}.model"), catalog)
 
     metrics = json.loads((out / "08_reporting" / NAME / "metrics.json").read_text())
@@ -177,10 +178,10 @@ def test_evaluation_refuses_a_model_of_another_config_or_data(tiny_data, tiny_tr
     changed = json.loads(json.dumps(trained.config))
     changed["model"]["image_size"] = 96
     with pytest.raises(StaleModelError, match=r"model.image_size: 64 -> 96"):
-        node(trained, changed, trips, manifest, EVALUATE)
+        node(trained, changed, trips, trips, manifest, EVALUATE)
     other_data = Trips(root=trips.root, index=trips.index.assign(image_hash=trips.index.image_hash + "x"))
     with pytest.raises(StaleModelError, match="training data changed"):
-        node(trained, trained.config, other_data, manifest, EVALUATE)
+        node(trained, trained.config, other_data, other_data, manifest, EVALUATE)
 
 
 def test_no_selected_experiment_gives_no_branch_and_an_empty_comparison():

@@ -81,10 +81,10 @@ def flat_split_metrics(split_doc: dict) -> dict[str, float | None]:
 def make_evaluate_node(name: str) -> Callable:
     """The evaluation node of experiment ``name``."""
 
-    def evaluate(model: TrainedDetector, config: dict, trips: Trips, split_manifest: pd.DataFrame,
-                 params: dict) -> tuple[dict, dict, dict]:
+    def evaluate(model: TrainedDetector, config: dict, trips: Trips, eval_trips: Trips,
+                 split_manifest: pd.DataFrame, params: dict) -> tuple[dict, dict, dict]:
         check_provenance(model, config, trips, split_manifest)
-        doc, files, figures = evaluate_model(model, trips, split_manifest, params or {})
+        doc, files, figures = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
         _log_evaluation(model, doc, files, figures)
         return doc, files, figures
 
@@ -93,8 +93,12 @@ def make_evaluate_node(name: str) -> Callable:
 
 
 def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.DataFrame,
-                   params: dict) -> tuple[dict, dict, dict]:
-    """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures)``."""
+                   params: dict, loss_trips: Trips | None = None) -> tuple[dict, dict, dict]:
+    """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures)``.
+
+    COCO metrics, PR curves, confusion matrices and examples come from every frame of ``trips``
+    (the evaluation frames); the losses from ``loss_trips`` when given (the ingested frames, as
+    the validation loss during training), else from ``trips``."""
     from urban_detection.detection.coco import pr_curve_figure
     from urban_detection.detection.confusion import confusion_figure, confusion_matrix
     from urban_detection.detection.results_figure import results_figure
@@ -136,12 +140,14 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
         loss_batches = params.get("loss_batches")
         if params.get("max_frames") and not loss_batches:
             loss_batches = -(-int(params["max_frames"]) // batch_size)
-        losses = evaluation_losses(model, make_dataset(paths, size, batch_size, training=False), loss_batches,
+        loss_paths = (loss_trips or trips).split_paths(split_manifest, split)
+        losses = evaluation_losses(model, make_dataset(loss_paths, size, batch_size, training=False), loss_batches,
                                    **loss_kwargs)
         loss_s = time.perf_counter() - start
         split_doc: dict[str, Any] = {
             "trips": len(paths),
             "frames": len(gt_frames),
+            "loss_frames": int(len((loss_trips or trips).frames(split_manifest, split))),
             "ground_truth_boxes": len(result["ground_truth"]["annotations"]),
             "detections": len(result["detections"]),
             "metrics": result["metrics"],

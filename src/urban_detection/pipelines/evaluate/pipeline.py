@@ -1,5 +1,7 @@
 """Export and evaluation of each selected experiment, then one comparison over them.
 
+``ingest_eval_trips`` first converts the val and test trips again at ``evaluate.frame_stride``
+(every frame, 10 Hz, by default) into ``eval_trips``: the frames every experiment is scored on.
 Per experiment of ``train.experiments`` (a namespace, as in the train pipeline):
 ``<name>.model`` -> ``export_<name>`` -> ``<name>.export`` and ``evaluate_<name>`` ->
 ``<name>.metrics``, ``<name>.coco_files``, ``<name>.evaluation_figures``.
@@ -13,6 +15,8 @@ from kedro.pipeline import Pipeline, node, pipeline
 from urban_detection.pipelines import selection
 from urban_detection.pipelines.train.pipeline import configs_pipeline
 
+from urban_detection.pipelines.ingest.nodes import ingest_eval_trips
+
 from .nodes import compare_experiments, make_evaluate_node, make_export_node
 
 
@@ -20,15 +24,22 @@ def create_pipeline(**kwargs) -> Pipeline:
     chosen = selection.experiments()
     names = list(chosen)
     branches = configs_pipeline(chosen)
+    if names:
+        branches += Pipeline([
+            node(ingest_eval_trips, ["trips", "split_manifest", "eval_trip_store", "params:ingest",
+                                     "params:evaluate"], ["eval_trips", "eval_frames_report"],
+                 name="ingest_eval_trips"),
+        ])
     for name in names:
         branches += pipeline(
             [
                 node(make_export_node(name), "model", "export", name="export"),
-                node(make_evaluate_node(name), ["model", "config", "trips", "split_manifest", "params:evaluate"],
+                node(make_evaluate_node(name), ["model", "config", "trips", "eval_trips", "split_manifest",
+                                                "params:evaluate"],
                      ["metrics", "coco_files", "evaluation_figures"], name="evaluate"),
             ],
             namespace=name,
-            inputs={"trips", "split_manifest"},
+            inputs={"trips", "eval_trips", "split_manifest"},
             parameters={"params:evaluate"},
         )
     if not names:
