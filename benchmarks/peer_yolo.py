@@ -13,8 +13,10 @@ ground truth:
    experiment's image size (Ultralytics letterboxes to it; the project stretches);
 3. the project's model is either the default run's (its export, else its trained
    weights; the script says which, and that it was trained for its own budget) or, with
-   ``--train-project``, the default experiment trained here for the same budget (steps
-   sized from a measured step time, the cosine schedule set to those steps);
+   ``--train-project``, the default experiment trained for each budget: steps scale with
+   the budget at the default run's training speed (so 1x is the default run's own model,
+   and 3x is 3x its steps, the cosine schedule set to them); without a default run, a
+   short calibration run measures the speed;
 4. both are run over the test split and scored; mAP and mAP@.50IOU are printed with
    their ratio (YOLO / project), for each budget multiple (default 1x and 3x).
 
@@ -472,17 +474,31 @@ def parse_args() -> argparse.Namespace:
 
 
 class ProjectSide:
-    """The project's detector for each budget: retrained (``speed`` given) or the default run's, scored once."""
+    """The project's detector for each budget, scored on the test frames.
 
-    def __init__(self, args, project_dir: Path, cfg: dict, splits: dict, work: Path):
+    Without ``--train-project`` the default run's model serves every budget. With it, the
+    default experiment is trained for each budget: its steps scale with the budget at the
+    default run's own training speed (images/s in its model.json), so 1x is exactly the default
+    experiment, and the default run's model is scored for 1x instead of training it again. With
+    no default run, a short calibration run measures the speed."""
+
+    def __init__(self, args, project_dir: Path, cfg: dict, splits: dict, work: Path, budget_1x: float):
         self.args, self.project_dir, self.cfg, self.splits, self.work = args, project_dir, cfg, splits, work
         self.image_size = int(cfg["model"]["image_size"])
-        self.speed, self.reused = None, None
+        self.budget_1x = budget_1x
+        self.speed, self.reused, self.default = None, None, None
         if args.train_project:
-            self.speed = calibrate_project(project_dir, splits, args.image_size, work / "calibration",
-                                           args.calibration_steps)
-            print(f"project training speed: {self.speed[0]:.1f} images/s, {self.speed[1]:.0f} s fixed cost "
-                  f"({args.calibration_steps}-step calibration run)")
+            ips = default_run_speed(project_dir, cfg["name"]) if args.image_size is None else None
+            if ips:
+                self.speed = (ips, 0.0)
+                model, what = reuse_project_model(project_dir, cfg)
+                self.default = {"model": model, "what": what}
+                print(f"project training speed: {ips:.1f} images/s (the default run's); 1x = its model ({what})")
+            else:
+                self.speed = calibrate_project(project_dir, splits, args.image_size, work / "calibration",
+                                               args.calibration_steps)
+                print(f"project training speed: {self.speed[0]:.1f} images/s, {self.speed[1]:.0f} s fixed cost "
+                      f"({args.calibration_steps}-step calibration run)")
         else:
             model, what = reuse_project_model(project_dir, cfg)
             print(f"project model: {what}; it was trained for its own budget, not retrained per budget "
@@ -500,10 +516,23 @@ class ProjectSide:
     def run(self, budget_s: float, tag: str) -> dict:
         if self.reused is not None:
             return self.reused
+        if self.default is not None and math.isclose(budget_s, self.budget_1x):
+            steps = int(self.cfg["train"]["steps"])
+            return {"info": {"reused": self.default["what"], "steps": steps, "seconds_total": self.budget_1x},
+                    "progress": f"{steps} st", "seconds": self.budget_1x, **self.scored(self.default["model"])}
         model, _, info = train_project(self.project_dir, self.splits, budget_s, self.speed, self.args.image_size,
                                        self.work / f"project_{tag}")
         return {"info": info, "progress": f"{info['steps']} st", "seconds": info["seconds_total"],
                 **self.scored(model)}
+
+
+def default_run_speed(project_dir: Path, name: str) -> float | None:
+    """Training images/s of the default run's model (its model.json), when there is one."""
+    file = project_dir / "data/06_models" / name / "model/model.json"
+    if not file.is_file():
+        return None
+    ips = (json.loads(file.read_text()).get("summary") or {}).get("images_per_sec")
+    return float(ips) if ips and math.isfinite(float(ips)) else None
 
 
 def main() -> int:
@@ -534,7 +563,7 @@ def main() -> int:
         t0 = time.perf_counter()
         data_yaml, test_files, report = export_yolo_dataset(splits, work / "yolo_data")
         print(f"YOLO export in {time.perf_counter() - t0:.1f} s: {report}")
-        project_side = ProjectSide(args, project_dir, cfg, splits, work)
+        project_side = ProjectSide(args, project_dir, cfg, splits, work, budget)
         for multiple in args.multipliers:
             budget_s, tag = budget * multiple, f"{multiple:g}x"
             project = project_side.run(budget_s, tag)

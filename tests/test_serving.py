@@ -8,23 +8,20 @@ import base64
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 from mlflow.exceptions import MlflowException
 from PIL import Image, ImageDraw
+from server_helpers import free_port, group_members, http, stop_server
 
 from urban_detection import serving
 from urban_detection.datasets import ExportDataset
@@ -146,51 +143,6 @@ def test_pyfunc_gives_the_exported_detectors_detections(logged, images):
 
 
 # ------------------------------------------------------------------ a real `mlflow models serve`
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes of the process group ``pgid``."""
-    out = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return out
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (the mlflow CLI and its uvicorn child), SIGKILL what is
-    left after a bounded wait, and reap the CLI process."""
-    pgid = proc.pid  # started with start_new_session: its own process group
-    for sig, seconds in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:  # nothing left in the group
-            break
-        deadline = time.monotonic() + seconds
-        while (proc.poll() is None or group_members(pgid)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if proc.poll() is not None and not group_members(pgid):
-            break
-    proc.wait(timeout=10)
-
-
-def http(opener, url: str, body: dict | None = None, timeout: float = 60) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_with_the_same_detections(logged, images):
     port = free_port()

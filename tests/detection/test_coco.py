@@ -16,6 +16,7 @@ from urban_detection.detection.coco import (
     PER_CLASS_AP50,
     SUMMARY_METRICS,
     coco_metrics,
+    coco_metrics_and_curves,
     filter_large_boxes,
     pr_curve_figure,
     precision_recall_curves,
@@ -264,3 +265,21 @@ def test_filter_large_boxes_drops_only_the_given_class():
     assert filter_large_boxes(dets, None) is dets
     with pytest.raises(ValueError, match="unknown class"):
         filter_large_boxes(dets, {"truck": 0.5})
+
+
+def test_metrics_and_curves_from_one_evaluation_equal_the_separate_ones(frames):
+    rng = np.random.default_rng(3)
+    noisy = [{"image_id": f["image_id"],
+              "boxes": np.clip(f["boxes"] + rng.normal(0, 0.03, f["boxes"].shape), 0, 1).astype(np.float32),
+              "labels": f["labels"], "scores": rng.uniform(0.1, 1.0, len(f["labels"]))} for f in frames]
+    gt = to_coco_ground_truth(frames)
+    dets = to_coco_detections(noisy, gt)
+    for iou in (0.5, 0.75, 0.62):  # two of COCO's thresholds, one not
+        metrics, curves = coco_metrics_and_curves(gt, dets, pr_iou=iou)
+        np.testing.assert_equal(metrics, coco_metrics(gt, dets))  # NaN equals NaN here
+        separate = precision_recall_curves(gt, dets, iou=iou)
+        assert set(curves) == set(separate) and curves
+        for cls in curves:
+            np.testing.assert_array_equal(curves[cls][0], separate[cls][0])
+            np.testing.assert_array_equal(curves[cls][1], separate[cls][1])
+    assert dets == to_coco_detections(noisy, gt)  # the detections were not changed

@@ -100,6 +100,13 @@ def test_large_box_filter_drops_implausible_boxes_and_reports_the_ap_change():
     assert filtered["delta"][PER_CLASS_AP.format("vehicle")] == pytest.approx(0.0)
     assert "filtered" not in evaluate_detections(gt_frames, det_frames, None)
 
+    # a filter that removes nothing: the same detections and numbers, reported as such
+    loose = evaluate_detections(gt_frames, det_frames, {"pedestrian": 1.0, "vehicle": 1.0})
+    assert loose["filtered"]["dropped"] == {"pedestrian": 0, "vehicle": 0}
+    assert loose["filtered"]["detections"] == loose["detections"]
+    np.testing.assert_equal(loose["filtered"]["metrics"], loose["metrics"])
+    assert all(v == 0 or np.isnan(v) for v in loose["filtered"]["delta"].values())  # NaN: undefined (no cyclist)
+
 
 def test_evaluation_losses_are_the_training_losses(tiny_data, tiny_trained):
     from urban_detection.detection.data import make_dataset

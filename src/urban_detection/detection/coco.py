@@ -198,7 +198,7 @@ def _coco_from_dict(dataset: dict) -> COCO:
 def _results_coco(coco_gt: COCO, dets: Sequence[Mapping]) -> COCO:
     """COCO object for the detections; copes with an empty list (loadRes does not)."""
     known = set(coco_gt.getImgIds())
-    kept = [copy.deepcopy(dict(d)) for d in dets if int(d["image_id"]) in known]
+    kept = [dict(d) for d in dets if int(d["image_id"]) in known]  # loadRes adds keys, changes no value
     if len(kept) < len(dets):
         logger.warning(
             "skipping %d detections whose image_id is not in the ground truth",
@@ -248,6 +248,14 @@ def coco_metrics(gt: dict, dets: Sequence[Mapping]) -> dict[str, float]:
     ``NaN``. Detections for image ids absent from ``gt`` are dropped with a warning.
     Neither argument is modified.
     """
+    return coco_metrics_and_curves(gt, dets)[0]
+
+
+def coco_metrics_and_curves(gt: dict, dets: Sequence[Mapping], pr_iou: float | None = None
+                            ) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """:func:`coco_metrics` and, with ``pr_iou``, :func:`precision_recall_curves` at that IoU from one
+    COCO evaluation (COCO matches each IoU threshold on its own, so a standard threshold's curves
+    are those of an evaluation at that threshold alone)."""
     ev = _evaluate(gt, dets)
     with contextlib.redirect_stdout(io.StringIO()) as out:
         ev.summarize()
@@ -255,7 +263,7 @@ def coco_metrics(gt: dict, dets: Sequence[Mapping]) -> dict[str, float]:
     metrics = {name: _nan_if_undefined(v) for name, v in zip(SUMMARY_METRICS, ev.stats)}
 
     precision = ev.eval["precision"]  # [T, R, K, A, M]
-    iou_50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
+    iou_50 = _iou_index(ev, 0.5)
     all_area = list(ev.params.areaRngLbl).index("all")
     names = {int(c["id"]): c["name"] for c in gt.get("categories", [])}
     for k, cat_id in enumerate(ev.params.catIds):
@@ -263,7 +271,30 @@ def coco_metrics(gt: dict, dets: Sequence[Mapping]) -> dict[str, float]:
         p = precision[:, :, k, all_area, -1]
         metrics[PER_CLASS_AP.format(name)] = _mean_defined(p)
         metrics[PER_CLASS_AP50.format(name)] = _mean_defined(p[iou_50])
-    return metrics
+    if pr_iou is None:
+        return metrics, {}
+    t = _iou_index(ev, pr_iou)
+    if t is None:  # not one of COCO's thresholds: an evaluation at that IoU alone
+        return metrics, precision_recall_curves(gt, dets, iou=pr_iou)
+    return metrics, _curves(ev, t, names)
+
+
+def _iou_index(ev: COCOeval, iou: float) -> int | None:
+    hits = np.flatnonzero(np.isclose(ev.params.iouThrs, iou))
+    return int(hits[0]) if hits.size else None
+
+
+def _curves(ev: COCOeval, t: int, names: dict[int, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    precision = ev.eval["precision"]
+    recall = np.asarray(ev.params.recThrs, dtype=np.float64)
+    all_area = list(ev.params.areaRngLbl).index("all")
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[t, :, k, all_area, -1]
+        if np.all(p < 0):
+            continue
+        curves[names.get(int(cat_id), str(cat_id))] = (recall.copy(), p.astype(np.float64))
+    return curves
 
 
 def precision_recall_curves(
@@ -276,17 +307,7 @@ def precision_recall_curves(
     AP), 0 beyond the highest recall reached. Classes without ground truth are left out.
     """
     ev = _evaluate(gt, dets, iou_thresholds=[iou])
-    precision = ev.eval["precision"]
-    recall = np.asarray(ev.params.recThrs, dtype=np.float64)
-    all_area = list(ev.params.areaRngLbl).index("all")
-    names = {int(c["id"]): c["name"] for c in gt.get("categories", [])}
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for k, cat_id in enumerate(ev.params.catIds):
-        p = precision[0, :, k, all_area, -1]
-        if np.all(p < 0):
-            continue
-        curves[names.get(int(cat_id), str(cat_id))] = (recall.copy(), p.astype(np.float64))
-    return curves
+    return _curves(ev, 0, {int(c["id"]): c["name"] for c in gt.get("categories", [])})
 
 
 def pr_curve_figure(

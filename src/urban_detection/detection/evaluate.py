@@ -36,8 +36,8 @@ from urban_detection.detection.coco import (
     PER_CLASS_AP50,
     SUMMARY_METRICS,
     coco_metrics,
+    coco_metrics_and_curves,
     filter_large_boxes,
-    precision_recall_curves,
     to_coco_detections,
     to_coco_ground_truth,
 )
@@ -262,14 +262,17 @@ def evaluate_detections(
     start = time.perf_counter()
     gt = to_coco_ground_truth(gt_frames)
     dets = to_coco_detections(det_frames, gt)
-    metrics = {**coco_metrics(gt, dets), **waymo_metrics(gt_frames, det_frames)}
-    curves = precision_recall_curves(gt, dets, iou=pr_iou)
+    coco, curves = coco_metrics_and_curves(gt, dets, pr_iou=pr_iou)
+    metrics = {**coco, **waymo_metrics(gt_frames, det_frames)}
     result: dict[str, Any] = {"ground_truth": gt, "detections": dets, "metrics": metrics, "pr_curves": curves}
     if max_area_frac:
         dropped: dict[str, int] = {}
         filtered_frames = filter_large_boxes(list(det_frames), dict(max_area_frac), dropped)
-        fdets = to_coco_detections(filtered_frames, gt)
-        fmetrics = {**coco_metrics(gt, fdets), **waymo_metrics(gt_frames, filtered_frames)}
+        if sum(dropped.values()):
+            fdets = to_coco_detections(filtered_frames, gt)
+            fmetrics = {**coco_metrics(gt, fdets), **waymo_metrics(gt_frames, filtered_frames)}
+        else:  # nothing removed: the same detections, the same numbers
+            fdets, fmetrics = dets, dict(metrics)
         result["filtered"] = {
             "detections": fdets,
             "metrics": fmetrics,

@@ -85,7 +85,7 @@ def make_evaluate_node(name: str) -> Callable:
                  split_manifest: pd.DataFrame, params: dict) -> tuple[dict, dict, dict]:
         check_provenance(model, config, trips, split_manifest)
         doc, files, figures = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
-        _log_evaluation(model, doc, files, figures)
+        _log_evaluation(model, doc, files, figures, log_files=bool((params or {}).get("log_coco_files", False)))
         return doc, files, figures
 
     evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{name}"
@@ -192,7 +192,7 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
     return json_safe(doc), files, figures
 
 
-def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: dict) -> None:
+def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: dict, log_files: bool = False) -> None:
     import mlflow
 
     from urban_detection.tracking import experiment_run, log_metrics
@@ -207,7 +207,7 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
             numbers.update({f"timing/{k}": v for k, v in split_doc["timing"].items()})
             log_metrics({f"{split}/{k}": v for k, v in numbers.items()}, step=doc.get("step"))
         mlflow.log_dict(doc, "evaluation/metrics.json")
-        for key, obj in files.items():
+        for key, obj in (files if log_files else {}).items():  # always in data/07_model_output/<experiment>/
             mlflow.log_dict(obj, f"evaluation/coco/{key}.json")
         for key, fig in figures.items():
             mlflow.log_figure(fig, f"evaluation/figures/{key}")
