@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("vehicle", "pedestrian", "cyclist")
@@ -40,10 +41,8 @@ def run_seed(project: Path, seed: int) -> tuple[dict, float]:
                               cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         raise SystemExit(f"seed {seed}: kedro run failed (exit {done.returncode}); log: {log}")
-    params = subprocess.run([sys.executable, "-c", "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))"
-                             "['train']['experiments'][0])", str(project / "conf/base/parameters_train.yml")],
-                            check=True, capture_output=True, text=True)
-    doc = json.loads((project / "data" / "08_reporting" / params.stdout.strip() / "metrics.json").read_text())
+    name = yaml.safe_load((project / "conf/base/parameters_train.yml").read_text())["train"]["experiments"][0]
+    doc = json.loads((project / "data" / "08_reporting" / name / "metrics.json").read_text())
     return doc, time.perf_counter() - start
 
 

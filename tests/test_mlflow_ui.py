@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-import pytest
 from server_helpers import free_port, group_members, http, stop_server
 
 from kedro_project import make_project

@@ -207,8 +207,9 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
             numbers.update({f"timing/{k}": v for k, v in split_doc["timing"].items()})
             log_metrics({f"{split}/{k}": v for k, v in numbers.items()}, step=doc.get("step"))
         mlflow.log_dict(doc, "evaluation/metrics.json")
-        for key, obj in (files if log_files else {}).items():  # always in data/07_model_output/<experiment>/
-            mlflow.log_dict(obj, f"evaluation/coco/{key}.json")
+        if log_files:  # always in data/07_model_output/<experiment>/
+            for key, obj in files.items():
+                mlflow.log_dict(obj, f"evaluation/coco/{key}.json")
         for key, fig in figures.items():
             mlflow.log_figure(fig, f"evaluation/figures/{key}")
 

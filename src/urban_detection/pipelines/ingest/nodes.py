@@ -125,15 +125,16 @@ def ingest_eval_trips(trips: Trips, split_manifest, eval_trip_store: Path, inges
         force=bool(ingest_params.get("force", False)),
         ray_address=ingest_params.get("ray_address"),
     )
+    kept = set(wanted["trip"])
     index = result.index_frame()
-    index = index[index["trip"].isin(set(wanted["trip"]))].sort_values(["trip", "frame"]).reset_index(drop=True)
+    index = index[index["trip"].isin(kept)].sort_values(["trip", "frame"]).reset_index(drop=True)
     train_trips = set(split_manifest.loc[split_manifest["split"] == "train", "trip"])
     train_hashes = set(trips.index.loc[trips.index["trip"].isin(train_trips), "image_hash"])
     leaked = index[index["image_hash"].isin(train_hashes)]
     if len(leaked):
         raise SplitLeakError(f"split leak: {len(leaked)} evaluation frame(s) of trip(s) "
                              f"{sorted(leaked['trip'].unique())[:5]} have the same image as a train frame")
-    stale = [p for p in Path(eval_trip_store).glob("*.tfrecord") if p.stem not in set(wanted["trip"])]
+    stale = [p for p in Path(eval_trip_store).glob("*.tfrecord") if p.stem not in kept]
     for path in stale:  # trips no longer in val/test (the split changed): only the project's own files go
         files.remove_owned(path)
         files.remove_owned(path.with_name(path.stem + ".ingest.json"))
