@@ -59,8 +59,10 @@ def interrupted_training(project: Path, params: dict, checkpoint_root: Path) -> 
     script = (f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); from kedro_project import run_kedro; "
               f"run_kedro(__import__('pathlib').Path({str(project)!r}), ['train'], json.loads(sys.argv[1]))")
     before = set(checkpoint_root.glob("*/ckpt-2.index"))  # earlier models' checkpoints
-    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(params)], cwd=project,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = project.parent / "interrupted_training.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(params)], cwd=project,
+                                stdout=log_file, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -72,7 +74,8 @@ def interrupted_training(project: Path, params: dict, checkpoint_root: Path) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert set(checkpoint_root.glob("*/ckpt-2.index")) - before, "training never reached its first checkpoint"
+    assert set(checkpoint_root.glob("*/ckpt-2.index")) - before, (
+        f"training never reached its first checkpoint (exit {proc.returncode}):\n{log_path.read_text()[-4000:]}")
 
 
 def test_foreign_files_survive_changed_settings_and_an_interrupted_training(tiny_project: Path, tmp_path):
