@@ -56,7 +56,10 @@ def plant_foreign_files(data: Path, segment: bytes) -> dict[Path, str]:
 
 def interrupted_training(project: Path, params: dict, checkpoint_root: Path) -> None:
     """Start training in a child process and stop it with Ctrl-C (SIGINT) after its first checkpoint."""
-    script = (f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); from kedro_project import run_kedro; "
+    # Python's own Ctrl-C handler: a child of a background job starts with SIGINT ignored (POSIX), which
+    # Python keeps, and the training would then run to its end instead of being interrupted
+    script = (f"import json, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              f"sys.path.insert(0, {str(TESTS)!r}); from kedro_project import run_kedro; "
               f"run_kedro(__import__('pathlib').Path({str(project)!r}), ['train'], json.loads(sys.argv[1]))")
     before = set(checkpoint_root.glob("*/ckpt-2.index"))  # earlier models' checkpoints
     log_path = project.parent / "interrupted_training.log"
