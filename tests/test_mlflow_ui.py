@@ -24,7 +24,7 @@ def test_the_key_and_value_are_the_ones_mlflows_ui_reads():
     bundle = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
     text = "".join(p.read_text(errors="replace") for p in bundle.glob("main.*.js"))
     assert f'key:"{mlflow_ui.WORKFLOW_KEY}",version:{mlflow_ui.WORKFLOW_KEY_VERSION}' in text
-    assert "const o=(e,t)=>`${e}_v${t}`" in text or "`${e}_v${t}`" in text  # stored as <key>_v<version>
+    assert "`${e}_v${t}`" in text  # stored as <key>_v<version>
     assert f'MACHINE_LEARNING="{mlflow_ui.TRAINING}"' in text
     assert mlflow_ui.STORAGE_KEY == "mlflow.workflowType_v1"
 
