@@ -130,3 +130,21 @@ def test_a_foreign_file_inside_a_model_folder_stops_the_run_and_stays(tiny_proje
     with pytest.raises(Exception, match="did not write"):
         run_kedro(tiny_project, ["train"], tiny(**{"train.settings.model.image_size": 96}))
     assert note.read_text() == "my notes"
+
+
+def test_a_foreign_file_at_a_catalog_output_path_stops_the_run_and_stays(tiny_project: Path):
+    run_kedro(tiny_project, ["ingest", "split"], tiny())
+    data = tiny_project / "data"
+    report = data / "08_reporting/split_report.json"  # the project's own output, replaced by a user's file
+    report.write_text('{"mine": true}')
+    counts = data / "08_reporting/eda/class_counts.csv"  # an output path the project has not written yet
+    counts.parent.mkdir(parents=True, exist_ok=True)
+    counts.write_text("my,counts\n")
+    with pytest.raises(Exception, match=r"split_report\.json: refusing to overwrite it.*'split_report'"):
+        run_kedro(tiny_project, ["split"], tiny())
+    with pytest.raises(Exception, match=r"class_counts\.csv: refusing to overwrite it.*'eda_class_counts'"):
+        run_kedro(tiny_project, ["eda"], tiny())
+    assert report.read_text() == '{"mine": true}' and counts.read_text() == "my,counts\n"
+    report.unlink()  # moved away by the user: the run goes on and the new report is the project's
+    run_kedro(tiny_project, ["split"], tiny())
+    assert json.loads(report.read_text())["splits"]

@@ -6,14 +6,19 @@ The train, evaluate and render pipelines hold one namespace per experiment selec
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from urban_detection.pipelines import ingest, selection, split
+from urban_detection.pipelines.train.pipeline import configs_pipeline
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
+    if "evaluate" in pipelines:
+        # evaluation checks each model against its current config: it starts from the train
+        # pipeline's config node too
+        pipelines["evaluate"] = configs_pipeline(selection.experiments()) + pipelines["evaluate"]
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     if "train" in pipelines:
         # `kedro run --pipeline=train` must work from a fresh clone: it brings the data it
         # trains on (ingest and split reuse what is already up to date, so this is cheap).
-        from urban_detection.pipelines import ingest, split
-
         pipelines["train"] = ingest.create_pipeline() + split.create_pipeline() + pipelines["train"]
     return pipelines

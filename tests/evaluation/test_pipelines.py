@@ -82,8 +82,8 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
                                                  dataset="json.JSONDataset", filename_suffix=".json"),
     })
     pipe = evaluate_pipeline()
-    assert {n.name for n in pipe.nodes} == {"resolve_experiment_configs", "ingest_eval_trips", f"{NAME}.export",
-                                            f"{NAME}.evaluate", "compare_experiments"}
+    assert {n.name for n in pipe.nodes} == {"ingest_eval_trips", f"{NAME}.export", f"{NAME}.evaluate",
+                                            "compare_experiments"}
     SequentialRunner().run(pipe.from_inputs(f"{NAME}.config", f"{NAME}.model"), catalog)
 
     metrics = json.loads((out / "08_reporting" / NAME / "metrics.json").read_text())

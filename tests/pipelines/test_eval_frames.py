@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from urban_detection.pipelines.ingest.nodes import ingest_eval_trips
-from urban_detection.pipelines.split.nodes import SplitLeakError
+from urban_detection.waymo.trips import SplitLeakError
 from urban_detection.waymo.ingest import ingest_files
 from urban_detection.waymo.synthetic import write_synthetic_trips
 from urban_detection.waymo.trips import Trips

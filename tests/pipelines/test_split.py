@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from urban_detection.pipelines.split.nodes import SplitLeakError, assign_splits, verify_split
+from urban_detection.pipelines.split.nodes import assign_splits, verify_split
+from urban_detection.waymo.trips import SplitLeakError
 from urban_detection.waymo.trips import Trips
 
 PARAMS = {"ratios": {"train": 0.75, "val": 0.15, "test": 0.10}, "seed": 3,

@@ -32,9 +32,9 @@ def _from_project_config() -> dict:
 
     from kedro.framework.project import settings
 
-    from urban_detection.settings import _project_root
+    from urban_detection.project import project_root
 
-    root = Path(_project_root())
+    root = Path(project_root())
     if not (root / settings.CONF_SOURCE).is_dir():
         return {}
     loader = settings.CONFIG_LOADER_CLASS(conf_source=str(root / settings.CONF_SOURCE),

@@ -15,6 +15,10 @@ import pandas as pd
 SPLITS = ("train", "val", "test")
 
 
+class SplitLeakError(ValueError):
+    """Raised when a trip or an identical frame image sits in two splits."""
+
+
 @dataclass
 class Trips:
     """Trip TFRecords under ``root`` and their frame index (``path`` column: absolute file paths)."""

@@ -14,7 +14,6 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from urban_detection.pipelines import selection
 from urban_detection.pipelines.ingest.nodes import ingest_eval_trips
-from urban_detection.pipelines.train.pipeline import configs_pipeline
 
 from .nodes import compare_experiments, make_evaluate_node, make_export_node
 
@@ -22,7 +21,7 @@ from .nodes import compare_experiments, make_evaluate_node, make_export_node
 def create_pipeline(**kwargs) -> Pipeline:
     chosen = selection.experiments()
     names = list(chosen)
-    branches = configs_pipeline(chosen)
+    branches = Pipeline([])  # the configs' node comes from the train pipeline (pipeline_registry adds it)
     if names:
         branches += Pipeline([
             node(ingest_eval_trips, ["trips", "split_manifest", "eval_trip_store", "params:ingest",

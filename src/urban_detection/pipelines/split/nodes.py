@@ -12,16 +12,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from urban_detection.waymo.trips import Trips
+from urban_detection.waymo.trips import SPLITS, SplitLeakError, Trips
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 CLASSES = ("vehicle", "pedestrian", "cyclist")
-
-
-class SplitLeakError(ValueError):
-    """Raised when a trip or an identical frame image sits in two splits."""
 
 
 def _trip_table(frame_index: pd.DataFrame) -> pd.DataFrame:
