@@ -19,5 +19,7 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # conf/local (or --env) parameters change only the keys they name, e.g. `train.settings`
+    "merge_strategy": {"parameters": "soft"},
     "custom_resolvers": {"project_root": project_root},
 }

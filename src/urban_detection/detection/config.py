@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from typing import Any, Iterator, Mapping, NamedTuple
 
 KNOWN_ARCHS = ("retinanet_resnet50_fpn_coco", "retinanet_resnet50_fpn", "retinanet_resnet18_fpn_small")
@@ -98,7 +99,7 @@ SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
     "constant": ("type", "learning_rate"),
 }
 # Keys of the `train` parameters (conf/base/parameters_train.yml) around the configs.
-TRAIN_PARAMS_KEYS = ("experiments", "settings", "base", "catalog")
+TRAIN_PARAMS_KEYS = ("experiments", "groups", "settings", "base", "catalog")
 
 
 class Problem(NamedTuple):
@@ -210,14 +211,26 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def name_list(value: Any) -> list[str] | None:
-    """Experiment names from a parameter: a list, or the string ``"[a,b]"`` / ``"a,b"`` that a
-    command-line ``--params`` may give. ``None``, ``""`` and ``"all"`` give ``None`` (no filter)."""
-    if value in (None, "", "all"):
-        return None
-    if isinstance(value, str):
-        return [s.strip() for s in value.strip("[]").split(",") if s.strip()]
-    return [str(v) for v in value]
+def selected_names(train_params: Mapping) -> list[str]:
+    """The experiment names ``train.experiments`` selects, in order, each once.
+
+    It is a list (YAML) or a string as ``--params`` gives it: names joined by ``+``
+    (``baseline+augs3``: Kedro splits ``--params`` on every comma), ``all`` (every experiment
+    of ``train.catalog``) or a group of ``train.groups`` (``study``: the original six).
+    """
+    value = train_params.get("experiments")
+    if value in (None, ""):
+        return []
+    items = re.split(r"[+,]", value.strip("[]")) if isinstance(value, str) else [str(v) for v in value]
+    groups = train_params.get("groups") or {}
+    names: list[str] = []
+    for item in (s.strip() for s in items):
+        if item == "all":
+            expanded = [str(n) for n in train_params.get("catalog") or {}]
+        else:
+            expanded = [str(n) for n in groups[item]] if item in groups else [item]
+        names += [n for n in expanded if n and n not in names]
+    return names
 
 
 def _has_path(d: Any, path: str) -> bool:
@@ -243,7 +256,7 @@ def resolve_experiments(train_params: Mapping) -> dict[str, dict]:
         raise ConfigError("; ".join(
             f"unknown key `train.{k}`; did you mean `train.settings.{k}`?" if k in CONFIG_SCHEMA  # --params slip
             else _unknown(f"train.{k}", k, TRAIN_PARAMS_KEYS, schema={}).message for k in unknown_params))
-    selected = name_list(params.get("experiments")) or []
+    selected = selected_names(params)
     catalog = params.get("catalog") or {}
     unknown = [n for n in selected if n not in catalog]
     if unknown:

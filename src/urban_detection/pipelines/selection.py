@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any, Mapping
 
-from urban_detection.detection.config import name_list
+from urban_detection.detection.config import selected_names
 
 log = logging.getLogger(__name__)
 _train_params: dict | None = None
@@ -59,7 +59,7 @@ def experiments(train_params: Mapping | None = None) -> dict[str, str | None]:
     base_parent = (params.get("base") or {}).get("parent")
     settings_parent = (params.get("settings") or {}).get("parent", "unset")
     chosen = {}
-    for name in name_list(params.get("experiments")) or []:
+    for name in selected_names(params):
         if name not in catalog:
             continue
         parent = (catalog[name] or {}).get("parent", base_parent)

@@ -43,7 +43,7 @@ def check_provenance(model: TrainedDetector, config: dict, trips: Trips, split_m
         raise StaleModelError(
             f"the stored {model.name} model ({short(model.fingerprint)}, step {model.step}) does not match the current "
             f"run: {explain_mismatch(stored, expected, model.config, config)}. Train it first: "
-            f"kedro run --pipeline=train --params \"train.experiments=[{model.name}]\" (or run the train and "
+            f"kedro run --pipeline=train --params \"train.experiments={model.name}\" (or run the train and "
             f"evaluate pipelines together)"
         )
 
