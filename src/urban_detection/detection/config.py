@@ -11,9 +11,10 @@ A resolved config is a plain dict (YAML-friendly)::
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from typing import Any, Iterator, Mapping, NamedTuple
+
+from .suggest import did_you_mean
 
 KNOWN_ARCHS = ("retinanet_resnet50_fpn_coco", "retinanet_resnet50_fpn", "retinanet_resnet18_fpn_small")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
@@ -52,7 +53,7 @@ class Leaf:
 # Leaf a value. When code starts reading a new key (training.py, detection/train.py,
 # pipelines/evaluate/nodes.py), add it here. Keys of `optimizer` depend on its type
 # (OPTIMIZER_KEYS, SCHEDULE_KEYS), `model.overrides` are checked against model.ARCHS[arch] and
-# augmentation params by augment.validate_augmentations.
+# augmentation params by augment.spec.validate_augmentations.
 CONFIG_SCHEMA: dict[str, Any] = {
     "name": Leaf(str),
     "parent": Leaf(str, None),  # an experiment to fine-tune from
@@ -110,14 +111,6 @@ class Problem(NamedTuple):
     unknown: bool = False
 
 
-def did_you_mean(word: Any, valid, prefix: str = "") -> str:
-    """``"; did you mean `<prefix><nearest>`?"`` for the valid word nearest to ``word`` (difflib,
-    or one that ``word`` abbreviates: ``prob`` -> ``probability``); ``""`` when none is near."""
-    valid, word = [str(v) for v in valid], str(word)
-    close = difflib.get_close_matches(word, valid, n=1, cutoff=0.6) or [v for v in valid if word and v.startswith(word)]
-    return f"; did you mean `{prefix}{close[0]}`?" if close else ""
-
-
 def _all_paths(schema: Mapping, prefix: str = "") -> Iterator[str]:
     for key, spec in schema.items():
         yield prefix + key
@@ -162,14 +155,14 @@ def _typed_keys(section: Mapping, keys_by_type: Mapping[str, tuple], aliases: Ma
 def schema_problems(cfg: Mapping) -> list[Problem]:
     """A :class:`Problem` for every key of ``cfg`` that :data:`CONFIG_SCHEMA` does not know
     and every value of the wrong type; empty when the config fits the schema."""
-    from .schedules import _OPTIMIZER_ALIASES, _SCHEDULE_ALIASES
+    from .schedules import OPTIMIZER_ALIASES, SCHEDULE_ALIASES
 
     problems = list(_section_problems(cfg, CONFIG_SCHEMA))
     optimizer = cfg.get("optimizer")
     if isinstance(optimizer, Mapping):
-        problems += _typed_keys(optimizer, OPTIMIZER_KEYS, _OPTIMIZER_ALIASES, "optimizer.", "optimizer")
+        problems += _typed_keys(optimizer, OPTIMIZER_KEYS, OPTIMIZER_ALIASES, "optimizer.", "optimizer")
         if isinstance(optimizer.get("schedule"), Mapping):
-            problems += _typed_keys(optimizer["schedule"], SCHEDULE_KEYS, _SCHEDULE_ALIASES, "optimizer.schedule.",
+            problems += _typed_keys(optimizer["schedule"], SCHEDULE_KEYS, SCHEDULE_ALIASES, "optimizer.schedule.",
                                     "schedule")
     model = cfg.get("model")
     if isinstance(model, Mapping) and isinstance(model.get("overrides"), Mapping) and model["overrides"]:
@@ -306,7 +299,7 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None,
     the key path and the nearest valid key; ``sources`` (name -> the partial config it
     contributed, in merge order) lets the message say where a bad key was set.
     """
-    from .augment import validate_augmentations
+    from .augment.spec import validate_augmentations
     from .schedules import validate_optimizer_config
 
     name = cfg.get("name", "?")

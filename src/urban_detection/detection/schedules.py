@@ -134,8 +134,9 @@ def _parse_steps_and_lrs(steps_and_lrs) -> list[tuple[int, float]]:
     return pairs
 
 
-_OPTIMIZER_ALIASES = {"momentum": "momentum", "momentum_optimizer": "momentum", "adam": "adam",
-                      "adam_optimizer": "adam", "sgd": "sgd"}
+# Accepted spellings of optimizer and schedule types (the OD API names too) -> canonical type.
+OPTIMIZER_ALIASES = {"momentum": "momentum", "momentum_optimizer": "momentum", "adam": "adam",
+                     "adam_optimizer": "adam", "sgd": "sgd"}
 _COMMON_KEYS = {"type", "schedule", "learning_rate", "clipnorm", "global_clipnorm", "weight_decay"}
 _OPTIMIZER_KEYS = {
     "momentum": _COMMON_KEYS | {"momentum", "nesterov"},
@@ -147,9 +148,9 @@ _SCHEDULE_KEYS = {
     "manual_step": ({"initial_lr"}, {"steps", "warmup"}),
     "constant": ({"learning_rate"}, set()),
 }
-_SCHEDULE_ALIASES = {"cosine": "cosine", "cosine_decay": "cosine", "cosine_decay_learning_rate": "cosine",
-                     "manual_step": "manual_step", "manual_step_learning_rate": "manual_step",
-                     "constant": "constant", "constant_learning_rate": "constant"}
+SCHEDULE_ALIASES = {"cosine": "cosine", "cosine_decay": "cosine", "cosine_decay_learning_rate": "cosine",
+                    "manual_step": "manual_step", "manual_step_learning_rate": "manual_step",
+                    "constant": "constant", "constant_learning_rate": "constant"}
 
 
 def validate_optimizer_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,9 +163,9 @@ def validate_optimizer_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(cfg, Mapping):
         raise ValueError(f"optimizer config must be a mapping, got {type(cfg).__name__}")
     cfg = dict(cfg)
-    kind = _OPTIMIZER_ALIASES.get(str(cfg.get("type", "")).lower())
+    kind = OPTIMIZER_ALIASES.get(str(cfg.get("type", "")).lower())
     if kind is None:
-        raise ValueError(f"optimizer type must be one of {sorted(set(_OPTIMIZER_ALIASES))}, got {cfg.get('type')!r}")
+        raise ValueError(f"optimizer type must be one of {sorted(set(OPTIMIZER_ALIASES))}, got {cfg.get('type')!r}")
     cfg["type"] = kind
     unknown = set(cfg) - _OPTIMIZER_KEYS[kind]
     if unknown:
@@ -196,9 +197,9 @@ def _validate_schedule(schedule) -> dict[str, Any]:
     if not isinstance(schedule, Mapping):
         raise ValueError(f"schedule must be a mapping, got {schedule!r}")
     schedule = dict(schedule)
-    kind = _SCHEDULE_ALIASES.get(str(schedule.get("type", "")).lower())
+    kind = SCHEDULE_ALIASES.get(str(schedule.get("type", "")).lower())
     if kind is None:
-        raise ValueError(f"schedule type must be one of {sorted(set(_SCHEDULE_ALIASES.values()))}, "
+        raise ValueError(f"schedule type must be one of {sorted(set(SCHEDULE_ALIASES.values()))}, "
                          f"got {schedule.get('type')!r}")
     schedule["type"] = kind
     required, optional = _SCHEDULE_KEYS[kind]
@@ -215,7 +216,7 @@ def _validate_schedule(schedule) -> dict[str, Any]:
 
 def build_schedule(schedule: Mapping[str, Any]):
     """A ``LearningRateSchedule`` (or float for ``constant``) from a validated schedule dict."""
-    kind = _SCHEDULE_ALIASES.get(str(schedule.get("type", "")).lower())
+    kind = SCHEDULE_ALIASES.get(str(schedule.get("type", "")).lower())
     args = {k: v for k, v in schedule.items() if k != "type"}
     if kind == "cosine":
         return CosineDecayWithWarmup(**args)
