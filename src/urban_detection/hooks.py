@@ -23,7 +23,9 @@ class ExperimentSelectionHooks:
 
 
 def local_output_file(catalog, name: str) -> Path | None:
-    """The local file a catalog dataset saves to (kedro-datasets' file datasets, unversioned), else None."""
+    """The local file (or folder, for a dict of figures) a catalog dataset saves to, else None.
+
+    kedro-datasets' file datasets, unversioned; the project's own datasets manage their files."""
     dataset = catalog.get(name) if catalog is not None else None
     filepath = getattr(dataset, "_filepath", None)
     if filepath is None or getattr(dataset, "_version", None) is not None:
@@ -62,7 +64,7 @@ class OutputOwnershipHooks:
         from urban_detection import files
 
         path = local_output_file(self._catalog, dataset_name)
-        if path is not None and path.is_file():
+        if path is not None and path.exists():  # a file, or a folder of them (a dict of figures)
             files.record_written(path)
 
 

@@ -14,6 +14,7 @@ import copy
 import re
 from typing import Any, Iterator, Mapping, NamedTuple
 
+from .optimizer_keys import OPTIMIZER_ALIASES, OPTIMIZER_KEYS, SCHEDULE_ALIASES, SCHEDULE_KEYS
 from .suggest import did_you_mean
 
 KNOWN_ARCHS = ("retinanet_resnet50_fpn_coco", "retinanet_resnet50_fpn", "retinanet_resnet18_fpn_small")
@@ -87,18 +88,6 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "smooth_l1_beta": Leaf(*NUMBER),
     },
 }
-_OPTIMIZER_COMMON = ("type", "schedule", "learning_rate", "clipnorm", "global_clipnorm", "weight_decay")
-# Keys of `optimizer` per type and of `optimizer.schedule` per type (values: schedules.py checks them).
-OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
-    "momentum": _OPTIMIZER_COMMON + ("momentum", "nesterov"),
-    "sgd": _OPTIMIZER_COMMON + ("nesterov",),
-    "adam": _OPTIMIZER_COMMON + ("beta_1", "beta_2", "epsilon"),
-}
-SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
-    "cosine": ("type", "base_lr", "total_steps", "warmup_lr", "warmup_steps", "hold_base_rate_steps"),
-    "manual_step": ("type", "initial_lr", "steps", "warmup"),
-    "constant": ("type", "learning_rate"),
-}
 # Keys of the `train` parameters (conf/base/parameters_train.yml) around the configs.
 TRAIN_PARAMS_KEYS = ("experiments", "groups", "settings", "base", "catalog")
 
@@ -155,8 +144,6 @@ def _typed_keys(section: Mapping, keys_by_type: Mapping[str, tuple], aliases: Ma
 def schema_problems(cfg: Mapping) -> list[Problem]:
     """A :class:`Problem` for every key of ``cfg`` that :data:`CONFIG_SCHEMA` does not know
     and every value of the wrong type; empty when the config fits the schema."""
-    from .schedules import OPTIMIZER_ALIASES, SCHEDULE_ALIASES
-
     problems = list(_section_problems(cfg, CONFIG_SCHEMA))
     optimizer = cfg.get("optimizer")
     if isinstance(optimizer, Mapping):

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
+
+from .optimizer_keys import OPTIMIZER_ALIASES, OPTIMIZER_KEYS, SCHEDULE_ALIASES, SCHEDULE_REQUIRED_OPTIONAL
 import tensorflow as tf
 
 _PACKAGE = "urban_detection"
@@ -134,25 +136,6 @@ def _parse_steps_and_lrs(steps_and_lrs) -> list[tuple[int, float]]:
     return pairs
 
 
-# Accepted spellings of optimizer and schedule types (the OD API names too) -> canonical type.
-OPTIMIZER_ALIASES = {"momentum": "momentum", "momentum_optimizer": "momentum", "adam": "adam",
-                     "adam_optimizer": "adam", "sgd": "sgd"}
-_COMMON_KEYS = {"type", "schedule", "learning_rate", "clipnorm", "global_clipnorm", "weight_decay"}
-_OPTIMIZER_KEYS = {
-    "momentum": _COMMON_KEYS | {"momentum", "nesterov"},
-    "sgd": _COMMON_KEYS | {"nesterov"},
-    "adam": _COMMON_KEYS | {"beta_1", "beta_2", "epsilon"},
-}
-_SCHEDULE_KEYS = {
-    "cosine": ({"base_lr", "total_steps"}, {"warmup_lr", "warmup_steps", "hold_base_rate_steps"}),
-    "manual_step": ({"initial_lr"}, {"steps", "warmup"}),
-    "constant": ({"learning_rate"}, set()),
-}
-SCHEDULE_ALIASES = {"cosine": "cosine", "cosine_decay": "cosine", "cosine_decay_learning_rate": "cosine",
-                    "manual_step": "manual_step", "manual_step_learning_rate": "manual_step",
-                    "constant": "constant", "constant_learning_rate": "constant"}
-
-
 def validate_optimizer_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check an optimizer config without building anything; returns it normalised.
 
@@ -167,10 +150,10 @@ def validate_optimizer_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if kind is None:
         raise ValueError(f"optimizer type must be one of {sorted(set(OPTIMIZER_ALIASES))}, got {cfg.get('type')!r}")
     cfg["type"] = kind
-    unknown = set(cfg) - _OPTIMIZER_KEYS[kind]
+    unknown = set(cfg) - set(OPTIMIZER_KEYS[kind])
     if unknown:
         raise ValueError(f"unknown key(s) {sorted(unknown)} for a {kind} optimizer; allowed: "
-                         f"{sorted(_OPTIMIZER_KEYS[kind])}")
+                         f"{sorted(OPTIMIZER_KEYS[kind])}")
     if ("schedule" in cfg) == ("learning_rate" in cfg):
         raise ValueError(f"{kind} optimizer config needs exactly one of 'schedule' or 'learning_rate'")
     if "learning_rate" in cfg:
@@ -202,7 +185,7 @@ def _validate_schedule(schedule) -> dict[str, Any]:
         raise ValueError(f"schedule type must be one of {sorted(set(SCHEDULE_ALIASES.values()))}, "
                          f"got {schedule.get('type')!r}")
     schedule["type"] = kind
-    required, optional = _SCHEDULE_KEYS[kind]
+    required, optional = map(set, SCHEDULE_REQUIRED_OPTIONAL[kind])
     missing = required - set(schedule)
     if missing:
         raise ValueError(f"{kind} schedule is missing {sorted(missing)}")
