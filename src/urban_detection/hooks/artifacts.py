@@ -1,71 +1,11 @@
-"""Project hooks: the run's experiment selection, ownership of catalog output files, model artifacts into MLflow."""
+"""Kedro hook: trained models' export and video logged into the MLflow run each model was trained in."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
 log = logging.getLogger(__name__)
-
-
-class ExperimentSelectionHooks:
-    """Builds the pipelines from this session's ``train`` parameters (conf envs and ``--params``)."""
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        from kedro.framework.project import PACKAGE_NAME, pipelines
-
-        from urban_detection.pipelines import selection
-
-        selection.configure(context.config_loader["parameters"].get("train"))
-        pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # rebuilt with this selection on next access
-
-
-def local_output_file(catalog, name: str) -> Path | None:
-    """The local file (or folder, for a dict of figures) a catalog dataset saves to, else None.
-
-    kedro-datasets' file datasets, unversioned; the project's own datasets manage their files."""
-    dataset = catalog.get(name) if catalog is not None else None
-    filepath = getattr(dataset, "_filepath", None)
-    if filepath is None or getattr(dataset, "_version", None) is not None:
-        return None
-    if getattr(dataset, "_protocol", "file") not in ("file", "local"):
-        return None
-    return Path(str(filepath))
-
-
-class OutputOwnershipHooks:
-    """Catalog outputs saved as one local file (JSON, CSV, Parquet, PNG, YAML datasets) are the project's.
-
-    Before any node runs, the run stops when such an output path holds a file the project did
-    not write (not in its folder's manifest, or changed since), naming the file and the dataset;
-    once Kedro saved an output, it is recorded in the manifest (:mod:`urban_detection.files`).
-    """
-
-    def __init__(self):
-        self._catalog = None
-
-    @hook_impl
-    def after_catalog_created(self, catalog) -> None:
-        self._catalog = catalog
-
-    @hook_impl
-    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        from urban_detection import files
-
-        for name in sorted(pipeline.all_outputs()):
-            path = local_output_file(catalog, name)
-            if path is not None and path.exists() and not files.is_owned(path):
-                raise files.ForeignFileError(path, f"it is where the catalog dataset {name!r} is saved")
-
-    @hook_impl
-    def after_dataset_saved(self, dataset_name: str, data, node) -> None:
-        from urban_detection import files
-
-        path = local_output_file(self._catalog, dataset_name)
-        if path is not None and path.exists():  # a file, or a folder of them (a dict of figures)
-            files.record_written(path)
 
 
 class ModelArtifactsHooks:
