@@ -109,6 +109,10 @@ def tiny_local_parameters() -> dict:
     """Tiny sizes for every run, and a one-step warm-up for each experiment with one (4 steps in all)."""
     tiny = copy.deepcopy(TINY_PARAMS)
     del tiny["train"]["settings"]["optimizer"]  # the seed experiments' schedules differ (cosine, manual steps)
+    tiny["train"]["settings"]["model"]["overrides"] = {  # an even smaller network: 200 steps in seconds
+        "encoder": {"stackwise_num_filters": [64, 16, 16, 16]}, "fpn_filters": 16, "head_filters": 16,
+        "head_convs": 1}
+    tiny["train"]["settings"]["train"].update(checkpoint_every=100, log_every=10)  # 200 steps: 2 checkpoints
     train = yaml.safe_load((REPO / "conf/base/parameters_train.yml").read_text())["train"]
     for where, config in [("base", train["base"]), *[(f"catalog.{k}", v) for k, v in train["catalog"].items()]]:
         if "warmup_steps" in ((config or {}).get("optimizer") or {}).get("schedule", {}):
@@ -139,8 +143,15 @@ def test_every_readme_kedro_run_command_runs(project: Path):
     for command in readme_commands():
         env, args = split_command(command)
         if kind(args, env) == "run":
+            start = time.monotonic()
             run_cli(project, args)
             ran.append(command)
+            print(f"{time.monotonic() - start:6.1f} s  kedro {shlex.join(args)}")  # shown with -s
+            source = next((a.split("ingest.source_dir=")[1].split(",")[0] for a in args if "source_dir=" in a), None)
+            if source:  # the trips are the example folder's, converted now
+                folder = project.parent / "v2/camera_image" if source == V2_EXAMPLE else project / source
+                sources = sorted(p.stem for p in folder.iterdir() if p.suffix in (".tfrecord", ".parquet"))
+                assert trip_names(project) == sources, command
     assert len(ran) >= 9, ran
     models = project / "data/06_models"
     study = ["baseline", "augmentations_rad_loss", "augmentations_small_lr", "augmentations_adam",
@@ -149,6 +160,13 @@ def test_every_readme_kedro_run_command_runs(project: Path):
     assert (project / "data/08_reporting/videos/baseline.mp4").is_file()  # train,evaluate,render of baseline
     v2 = yaml.safe_load((project / "data/08_reporting/ingest_report.json").read_text())
     assert v2["trips"] >= 1
+
+
+def trip_names(project: Path) -> list[str]:
+    import pandas as pd
+
+    index = pd.read_parquet(project / "data/02_intermediate/trips/frame_index.parquet")
+    return sorted(index["trip"].unique())
 
 
 def test_every_readme_server_command_answers(project: Path, tmp_path):
