@@ -245,7 +245,10 @@ def test_eda_pipeline_run_writes_reports_and_mlflow_artifacts(tmp_path, monkeypa
                 "sampled_class_counts.csv", "box_sizes.csv", "trip_brightness.csv",
                 "class_counts.png", "class_counts_by_condition.png", "objects_per_frame.png",
                 "box_sizes.png", "aspect_ratios.png", "trip_brightness.png", "gallery.png"}
-    assert {p.name for p in out.iterdir()} == expected
+    assert {p.name for p in out.iterdir()} == expected | {".urban_detection_written.jsonl"}  # recorded as the project's
+    from urban_detection import files
+
+    assert all(files.is_owned(out / name) for name in expected)
     cc = pd.read_csv(out / "class_counts.csv")
     assert cc.groupby("class")["count"].sum().to_dict() == expected_totals()
     sampled = pd.read_csv(out / "sampled_class_counts.csv")

@@ -9,6 +9,7 @@ import pytest
 
 from urban_detection.waymo import frame_proto as fp
 from urban_detection.waymo import synthetic as syn
+from urban_detection.waymo.synthetic import shading, sprites
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_boxes_inside_image_and_pixel_aligned(trips):
 @pytest.mark.parametrize("kind", ["vehicle", "van", "front", "pedestrian", "walker", "cyclist", "sign"])
 def test_sprites_fill_their_box(kind):
     """Boxes are the sprite extents: every sprite touches all four edges of its canvas."""
-    sh = syn._Shader("Day", "sunny")
+    sh = shading.Shader("Day", "sunny")
     person = {"skin": (200, 150, 120), "shirt": (200, 0, 0), "pants": (0, 0, 90), "hair": (20, 20, 20), "bag": None}
     for w, h in (
         ((9, 7), (40, 30), (200, 160)) if kind in ("vehicle", "van", "front") else ((5, 16), (30, 90), (60, 180))
@@ -76,16 +77,16 @@ def test_sprites_fill_their_box(kind):
                 "variant": "van" if kind == "van" else "sedan",
                 "facing": "front" if kind == "front" else "rear",
             }
-            img = syn._draw_vehicle(w, h, st, sh)
+            img = sprites.draw_vehicle(w, h, st, sh)
         elif kind == "pedestrian":
-            img = syn._draw_pedestrian(w, h, dict(person, view="front", facing="toward", direction=1), sh, 0.7)
+            img = sprites.draw_pedestrian(w, h, dict(person, view="front", facing="toward", direction=1), sh, 0.7)
         elif kind == "walker":
-            img = syn._draw_pedestrian(w * 2, h, dict(person, view="side", direction=-1), sh, 1.2)
+            img = sprites.draw_pedestrian(w * 2, h, dict(person, view="side", direction=-1), sh, 1.2)
         elif kind == "cyclist":
             st = dict(person, bike=(0, 200, 0), helmet=(250, 250, 0), direction=1)
-            img = syn._draw_cyclist(h, h, st, sh, 0.3)
+            img = sprites.draw_cyclist(h, h, st, sh, 0.3)
         else:
-            img = syn._draw_sign(h, h, {"shape": "octagon"}, sh)
+            img = sprites.draw_sign(h, h, {"shape": "octagon"}, sh)
         assert img.getchannel("A").getbbox() == (0, 0) + img.size, (kind, w, h)
 
 
