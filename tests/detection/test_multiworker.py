@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from urban_detection.detection.model import _checkpoint_key
+from urban_detection.detection.model import checkpoint_key
 from urban_detection.waymo.example import DetectionExample, encode_example
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def _assert_checkpoint_holds(prefix: str, values: dict) -> None:
     reader = tf.train.load_checkpoint(prefix)
     for key, value in values.items():
         if key.startswith("weights/"):
-            np.testing.assert_array_equal(reader.get_tensor(_checkpoint_key(key[len("weights/"):])), value,
+            np.testing.assert_array_equal(reader.get_tensor(checkpoint_key(key[len("weights/"):])), value,
                                           err_msg=key)
 
 

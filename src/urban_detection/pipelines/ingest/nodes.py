@@ -99,7 +99,7 @@ def ingest_eval_trips(trips: Trips, split_manifest, eval_trip_store: Path, inges
     Returns the evaluation trips and a report (frames per split, stride, reused trips, skipped).
     """
     from urban_detection.pipelines.split.nodes import SplitLeakError
-    from urban_detection.waymo.ingest import trip_name
+    from urban_detection.waymo.records import trip_name
     from urban_detection.waymo.sources import find_sources
 
     stride = evaluate_params.get("frame_stride")
