@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from urban_detection.pipelines.ingest.nodes import ingest_eval_trips
+from urban_detection.pipelines.evaluate.nodes import ingest_eval_trips
 from urban_detection.waymo.trips import SplitLeakError
 from urban_detection.waymo.ingest import ingest_files
 from urban_detection.waymo.synthetic import write_synthetic_trips

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from urban_detection import files
 from urban_detection.detection.provenance import explain_mismatch, provenance, short
 from urban_detection.detection.trained import TrainedDetector
-from urban_detection.waymo.trips import Trips, data_fingerprint
+from urban_detection.waymo.ingest import ingest_files
+from urban_detection.waymo.trips import SplitLeakError, Trips, data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -270,3 +273,70 @@ def headline_table(docs: list[dict], split: str = "test") -> pd.DataFrame:
         rows.append({"experiment": d["experiment"], "model": short(d.get("fingerprint")), "step": d.get("step"),
                      "split": split, **{k: metrics.get(k) for k in HEADLINE}})
     return pd.DataFrame(rows, columns=["experiment", "model", "step", "split", *HEADLINE])
+
+
+def ingest_eval_trips(trips: Trips, split_manifest, eval_trip_store: Path, ingest_params: dict,
+                      evaluate_params: dict) -> tuple[Trips, dict]:
+    """The frames the evaluation scores: the val and test trips (``evaluate.splits``) converted again
+    from their sources in ``ingest.source_dir`` with ``evaluate.frame_stride`` (1 = every frame, 10 Hz)
+    into ``eval_trip_store``. Training keeps every ``ingest.frame_stride``-th frame of the train trips.
+
+    Processed (tf.Example) sources pass through as they are (their frames were already chosen).
+    ``evaluate.frame_stride: null`` keeps the training frames' stride (``ingest.frame_stride``).
+    Raises ``SplitLeakError`` when an evaluation frame's image also sits in the train split (checked
+    before any prediction), and ``ValueError`` naming the trips whose source is gone.
+    Returns the evaluation trips and a report (frames per split, stride, reused trips, skipped).
+    """
+    from urban_detection.waymo.records import trip_name
+    from urban_detection.waymo.sources import find_sources
+
+    stride = evaluate_params.get("frame_stride")
+    stride = int(ingest_params.get("frame_stride", 10) if stride is None else stride)
+    splits = list(evaluate_params.get("splits") or ["val", "test"])
+    wanted = split_manifest.loc[split_manifest["split"].isin(splits), ["trip", "split"]]
+    source = Path(ingest_params["source_dir"])
+    files.check_outputs_not_inputs({"eval_trips (data/02_intermediate/eval_trips)": eval_trip_store},
+                                   {"ingest.source_dir": source})
+    by_trip = {trip_name(p): p for p in find_sources(source)} if source.is_dir() else {}
+    missing = sorted(set(wanted["trip"]) - set(by_trip))
+    if missing:
+        raise ValueError(f"{len(missing)} val/test trip(s) have no source in ingest.source_dir {str(source)!r} "
+                         f"(first: {missing[:3]}): run the ingest pipeline again")
+    width, height = ingest_params["image_size"]
+    result = ingest_files(
+        [by_trip[t] for t in sorted(wanted["trip"])],
+        eval_trip_store,
+        workers=int(ingest_params.get("workers", 2)),
+        camera=ingest_params.get("camera", "FRONT"),
+        size=(int(height), int(width)),
+        stride=stride,
+        force=bool(ingest_params.get("force", False)),
+        ray_address=ingest_params.get("ray_address"),
+    )
+    kept = set(wanted["trip"])
+    index = result.index_frame()
+    index = index[index["trip"].isin(kept)].sort_values(["trip", "frame"]).reset_index(drop=True)
+    train_trips = set(split_manifest.loc[split_manifest["split"] == "train", "trip"])
+    train_hashes = set(trips.index.loc[trips.index["trip"].isin(train_trips), "image_hash"])
+    leaked = index[index["image_hash"].isin(train_hashes)]
+    if len(leaked):
+        raise SplitLeakError(f"split leak: {len(leaked)} evaluation frame(s) of trip(s) "
+                             f"{sorted(leaked['trip'].unique())[:5]} have the same image as a train frame")
+    stale = [p for p in Path(eval_trip_store).glob("*.tfrecord") if p.stem not in kept]
+    for path in stale:  # trips no longer in val/test (the split changed): only the project's own files go
+        files.remove_owned(path)
+        files.remove_owned(path.with_name(path.stem + ".ingest.json"))
+    report = _eval_report(index, wanted, stride, result.report)
+    log.info("evaluation frames (stride %s): %s", stride,
+             ", ".join(f"{s} {v['frames']} frames / {v['trips']} trips" for s, v in report["splits"].items()))
+    return Trips(root=eval_trip_store, index=index), report
+
+
+def _eval_report(index, wanted, stride, ingest_report: dict) -> dict:
+    split_of = dict(zip(wanted["trip"], wanted["split"]))
+    by_split = index.assign(split=index["trip"].map(split_of)).groupby("split")
+    splits = {s: {"trips": int(g["trip"].nunique()), "frames": int(len(g)),
+                  "objects": {c: int(g[f"n_{c}"].sum()) for c in ("vehicle", "pedestrian", "cyclist")}}
+              for s, g in by_split}
+    keep = ("frames_read", "frames_written", "skipped", "errors", "reused_trips")
+    return {"frame_stride": stride, "splits": splits, **{k: ingest_report[k] for k in keep if k in ingest_report}}

@@ -13,9 +13,8 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node, pipeline
 
 from urban_detection.pipelines import selection
-from urban_detection.pipelines.ingest.nodes import ingest_eval_trips
 
-from .nodes import compare_experiments, make_evaluate_node, make_export_node
+from .nodes import compare_experiments, ingest_eval_trips, make_evaluate_node, make_export_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
