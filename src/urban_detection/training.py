@@ -58,7 +58,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                                             weights=None if parent else mcfg.get("weights"),
                                             **(mcfg.get("overrides") or {}))
         if parent is not None and not resuming:
-            detmodel._assign_matching(model, parent.model, f"the trained {parent.name} model")
+            detmodel.assign_matching(model, parent.model, f"the trained {parent.name} model")
             pretrained.set_init_report(model, pretrained.init_report(
                 model, f"{parent.name}@{parent.fingerprint[:12]}", pretrained.COMPONENTS, "parent experiment"))
             log.info("%s: initial weights from %r", name, parent)

@@ -31,10 +31,11 @@ from .conventions import (
 from .detector import RetinaNetDetector
 from .nms import MultiClassNMS
 from .postprocess import detect, postprocess_detections, split_detections
-from .weights import checkpoint_key, checkpoint_weights, is_model_file, load_initial_weights
+from .weights import assign_matching, checkpoint_key, checkpoint_weights, is_model_file, load_initial_weights
 
 __all__ = [
     "ARCHS",
+    "assign_matching",
     "BOX_FORMAT",
     "CLASS_NAMES",
     "DetectorBackbone",

@@ -75,7 +75,7 @@ def load_initial_weights(model: keras.Model, path: str | os.PathLike) -> str:
         try:
             if path.endswith(".keras"):
                 other = keras.saving.load_model(path, compile=False)
-                _assign_matching(model, other, path)
+                assign_matching(model, other, path)
             else:
                 model.load_weights(path)
         except (ValueError, KeyError) as err:
@@ -108,7 +108,7 @@ def _report_whole_model(model, source: str, source_type: str) -> None:
         log.info("loaded %d weights of %s from %s %s", len(model.weights), model.name, source_type, source)
 
 
-def _assign_matching(model, other, source):
+def assign_matching(model, other, source):
     if len(model.weights) != len(other.weights):
         raise ValueError(f"{source} has {len(other.weights)} weights, model has {len(model.weights)}")
     for dst, src in zip(model.weights, other.weights):
