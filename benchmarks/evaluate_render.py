@@ -74,7 +74,8 @@ def test_paths(max_files: int) -> tuple[list[str], str]:
 
 def bench_evaluation(model, paths, size, batch_size, max_frames) -> dict:
     from urban_detection.detection.data import make_dataset
-    from urban_detection.detection.evaluate import evaluate_detections, evaluation_losses, predict_split
+    from urban_detection.detection.evaluate import evaluate_detections
+    from urban_detection.detection.predict import evaluation_losses, predict_split
 
     predict_split(model, paths[:1], size, batch_size, max_frames=batch_size)  # warm-up (tracing)
     t0 = time.perf_counter()
@@ -93,7 +94,7 @@ def bench_evaluation(model, paths, size, batch_size, max_frames) -> dict:
 
 
 def bare_inference_fps(detector, frames: list[np.ndarray], size: int, batch_size: int) -> float:
-    from urban_detection.detection.evaluate import detect_batch
+    from urban_detection.detection.predict import detect_batch
 
     detect_batch(detector, np.stack(frames[:batch_size]), size)  # warm-up
     t0 = time.perf_counter()
@@ -116,7 +117,7 @@ def main() -> int:
     tf.get_logger().setLevel("ERROR")
 
     from urban_detection.detection.render import iter_camera_frames, render_video
-    from urban_detection.detection.train import export_model, load_exported
+    from urban_detection.detection.export import export_model, load_exported
     from urban_detection.waymo.synthetic import write_trip
 
     model, what, size = load_model(args.experiment, args.image_size)

@@ -39,8 +39,8 @@ from urban_detection.waymo import executor, ingest  # noqa: E402
 from urban_detection.waymo import frame_proto as fp  # noqa: E402
 from urban_detection.waymo.synthetic import write_synthetic_trips  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "waymo"))
-from test_ray_ingest import LocalRayCluster, addresses_as_given  # noqa: E402  - the tests' two-node cluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ray_cluster import LocalRayCluster, addresses_as_given  # noqa: E402  - the tests' local Ray cluster
 
 SIZE, STRIDE, WORKERS = (640, 640), 10, 2  # the defaults of conf/base/parameters_ingest.yml
 WAYMO_SEGMENTS, WAYMO_SEGMENT_BYTES, WAYMO_FRAMES = 798, 1.0e9, 200

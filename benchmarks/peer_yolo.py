@@ -364,8 +364,8 @@ def yolo_detections(weights: Path, gt_frames: list[dict], image_files: dict, ima
 
 def reuse_project_model(project_dir: Path, cfg: dict):
     """The default run's model: its export, else its trained weights. Returns (model, description)."""
-    from urban_detection.detection.evaluate import load_trained_model
-    from urban_detection.detection.train import load_exported
+    from urban_detection.detection.predict import load_trained_model
+    from urban_detection.detection.export import load_exported
 
     models = project_dir / "data" / "06_models" / cfg["name"]
     export = models / "export"
@@ -507,7 +507,7 @@ class ProjectSide:
                            **self.scored(model)}
 
     def scored(self, model) -> dict:
-        from urban_detection.detection.evaluate import predict_split
+        from urban_detection.detection.predict import predict_split
 
         gt_frames, det_frames = predict_split(model, self.splits["test"], self.image_size, self.args.batch_size,
                                               max_frames=self.args.max_test_frames)

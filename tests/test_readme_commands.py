@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 import yaml
 
 from kedro_project import REPO, TINY_PARAMS, make_project
+from server_helpers import free_port
 
 pytestmark = pytest.mark.slow
 README = REPO / "README.md"
@@ -200,20 +200,6 @@ def serve_until_it_answers(project: Path, args: list[str], env: dict, log_path: 
             break
     pytest.fail(f"`kedro {' '.join(args)}` did not answer on port {port} "
                 f"(exit {proc.returncode}, attempt {attempt + 1}):\n{text[-5000:]}")
-
-
-def free_port() -> int:
-    """A port free now, below 49152 (kedro-viz refuses the ephemeral range the OS hands out)."""
-    import random
-
-    while True:
-        port = random.randrange(20000, 49000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def answers(port: int) -> bool:

@@ -27,7 +27,7 @@ from urban_detection import serving
 from urban_detection.datasets import ExportDataset
 from urban_detection.detection.model import build_detector, split_detections
 from urban_detection.detection.trained import TrainedDetector
-from urban_detection.detection.train import ExportedDetector
+from urban_detection.detection.export import ExportedDetector
 from urban_detection.tracking import experiment_run
 
 ARCH, SIZE, NAME = "retinanet_resnet18_fpn_small", 64, "tiny"

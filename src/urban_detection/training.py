@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from urban_detection.detection import augment, checkpoint_eval, data, model as detmodel, pretrained, train as dettrain
+from urban_detection.detection.distribute import is_chief, strategy_scope
+from urban_detection.detection.precision import configure_precision
 from urban_detection.detection.checkpoints import TrainingRecord
 from urban_detection.detection.trained import TrainedDetector
 from urban_detection.tracking import experiment_run, log_metrics
@@ -50,9 +52,9 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
     name, tcfg, mcfg = cfg["name"], cfg["train"], cfg["model"]
     resuming = tf.train.latest_checkpoint(str(checkpoint_dir)) is not None
     tf.keras.utils.set_random_seed(int(tcfg.get("seed", 0)))
-    dettrain.configure_precision(bool(tcfg.get("mixed_precision", False)))
+    configure_precision(bool(tcfg.get("mixed_precision", False)))
     try:
-        strategy = dettrain.strategy_scope(tcfg.get("strategy", "default"))
+        strategy = strategy_scope(tcfg.get("strategy", "default"))
         with strategy.scope():
             model = detmodel.build_detector(mcfg["arch"], image_size=mcfg["image_size"],
                                             weights=None if parent else mcfg.get("weights"),
@@ -71,7 +73,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
 
         # Under multi_worker_mirrored every host runs this; only the chief logs to MLflow and
         # writes the record (the others' checkpoints go to a temporary folder, see dettrain.train)
-        chief = dettrain.is_chief(strategy)
+        chief = is_chief(strategy)
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         with experiment_run(name, cfg, provenance, run_id) if chief else contextlib.nullcontext() as run:
             if chief and on_run is not None:
@@ -142,6 +144,6 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 log_metrics({"train/images_per_sec_overall": result.images_per_sec}, result.step)
             run_id = run.info.run_id if chief else None
     finally:
-        dettrain.configure_precision(False)
+        configure_precision(False)
     return TrainedDetector(model=model, config=cfg, provenance=provenance, step=step, run_id=run_id,
                            summary=summary)

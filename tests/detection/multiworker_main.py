@@ -20,7 +20,8 @@ def main(config_path: str) -> None:
     import keras
     import numpy as np
 
-    from urban_detection.detection.train import is_chief, strategy_scope, train
+    from urban_detection.detection.distribute import is_chief, strategy_scope
+    from urban_detection.detection.train import train
 
     strategy = strategy_scope("multi_worker_mirrored")  # before any other TensorFlow op
     keras.utils.set_random_seed(cfg["seed"])

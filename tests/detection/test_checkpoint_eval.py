@@ -14,7 +14,8 @@ from urban_detection.detection.checkpoint_eval import (
     spread_indices,
     val_coco_metrics,
 )
-from urban_detection.detection.evaluate import evaluate_detections, predict_split
+from urban_detection.detection.evaluate import evaluate_detections
+from urban_detection.detection.predict import predict_split
 from urban_detection.waymo.example import DetectionExample, encode_example
 
 SIZE = 32

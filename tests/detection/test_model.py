@@ -159,7 +159,7 @@ def test_local_preset_weights_are_loaded(tmp_path):
     report = model.init_report
     assert report["loaded"] == len(source.weights) == report["by_component"]["image_encoder"]["loaded"]
     assert report["initialised"] == len(model.weights) - len(source.weights)
-    from urban_detection.detection.train import precision
+    from urban_detection.detection.precision import precision
 
     with precision("bfloat16"):  # presets follow the precision policy like random init
         mixed = build_detector(SMALL, 64, weights=str(tmp_path / "preset"), **TINY)

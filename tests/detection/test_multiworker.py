@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from server_helpers import free_ports
 
 from urban_detection.detection.model import checkpoint_key
 from urban_detection.waymo.example import DetectionExample, encode_example
@@ -44,20 +44,9 @@ def _records(path: Path) -> Path:
     return path
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _run_cluster(tmp: Path, run: str, records: Path, steps: int, validate: bool = True) -> list[dict]:
     """Start both workers, wait (bounded) for both, return their results; kill both on any failure."""
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs, logs = [], []
     try:
         for index in range(2):

@@ -8,18 +8,11 @@ import tensorflow as tf
 
 from urban_detection.detection.data import make_dataset
 from urban_detection.detection.model import build_detector, load_initial_weights, postprocess_detections
-from urban_detection.detection.train import (
-    LOSS_KEYS,
-    FocalLoss,
-    SmoothL1Loss,
-    configure_precision,
-    evaluate_losses,
-    export_model,
-    load_exported,
-    precision,
-    strategy_scope,
-    train,
-)
+from urban_detection.detection.distribute import strategy_scope
+from urban_detection.detection.export import export_model, load_exported
+from urban_detection.detection.losses import LOSS_KEYS, FocalLoss, SmoothL1Loss, evaluate_losses
+from urban_detection.detection.precision import configure_precision, precision
+from urban_detection.detection.train import train
 from urban_detection.waymo.example import DetectionExample, encode_example
 
 SIZE = 64

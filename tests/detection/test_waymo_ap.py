@@ -300,13 +300,8 @@ def test_ground_truth_is_cleaned_as_for_coco_and_stray_records_are_ignored(caplo
 
 def test_evaluate_detections_reports_waymo_ap_beside_coco_and_the_report_shows_it():
     from urban_detection.detection.coco import PER_CLASS_AP50, SUMMARY_METRICS
-    from urban_detection.detection.evaluate import (
-        FILTERED_PREFIX,
-        LOSS_METRICS,
-        comparison_table,
-        evaluate_detections,
-        short_metric_name,
-    )
+    from urban_detection.detection.evaluate import FILTERED_PREFIX, LOSS_METRICS, evaluate_detections
+    from urban_detection.detection.report import comparison_table, short_metric_name
     from urban_detection.tracking import mlflow_key
 
     gts, dets = [], []

@@ -1,5 +1,5 @@
-"""detection/evaluate.py: prediction records, COCO evaluation cross-checked with plain pycocotools,
-large-box filter, losses, comparison report."""
+"""detection/predict.py, evaluate.py and report.py: prediction records, COCO evaluation cross-checked with
+plain pycocotools, large-box filter, losses, comparison report."""
 import json
 import math
 
@@ -9,15 +9,13 @@ import pytest
 from matplotlib.figure import Figure
 
 from urban_detection.detection.coco import PER_CLASS_AP, SUMMARY_METRICS
-from urban_detection.detection.evaluate import (
+from urban_detection.detection.evaluate import evaluate_detections
+from urban_detection.detection.predict import evaluation_losses, load_trained_model, predict_split
+from urban_detection.detection.report import (
     comparison_figure,
     comparison_markdown,
     comparison_table,
-    evaluate_detections,
-    evaluation_losses,
     example_figures,
-    load_trained_model,
-    predict_split,
     select_examples,
 )
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from urban_detection.detection.evaluate import detect_batch, predict_split
+from urban_detection.detection.predict import detect_batch, predict_split
 from urban_detection.detection.render import (
     find_raw_segment,
     is_raw_segment,
@@ -12,7 +12,7 @@ from urban_detection.detection.render import (
     render_video,
     trip_frame_source,
 )
-from urban_detection.detection.train import ExportedDetector, export_model, load_exported
+from urban_detection.detection.export import ExportedDetector, export_model, load_exported
 
 from .helpers import IMAGE_SIZE, frame, moving_frames
 

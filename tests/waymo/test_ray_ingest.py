@@ -2,200 +2,25 @@
 
 Both must give what the local run gives: the same frames, counts, report and
 warnings (forwarded from the workers to this process's log), and leave no process
-running. The cluster's nodes listen on 127.0.0.1 only (see ``SINGLE_MACHINE``) and
-are stopped by the ids of the processes this test started (``ray stop`` would stop
-every Ray process of the machine, other users' too).
+running. The cluster (``ray_cluster.LocalRayCluster``) listens on 127.0.0.1 only, on
+ports reserved for it, and is stopped by the ids of the processes this test started.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
+from ray_cluster import LocalRayCluster, addresses_as_given, ray_client_turn
 
 from urban_detection.waymo import executor, ingest
 from urban_detection.waymo import synthetic as syn
 from urban_detection.waymo.executor import Task
 
 SIZE, STRIDE = (64, 64), 3
-# Ray turns 127.0.0.1 into the machine's routable address, and its servers then listen on every
-# interface, unless it runs in single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, its default
-# on macOS), where `ray start` takes no worker node. The test's nodes run in that mode (inherited by
-# every process they start), and `ray start` itself keeps 127.0.0.1 and accepts worker nodes, so all
-# servers listen on 127.0.0.1 only. The driver side is `addresses_as_given`.
-SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-RAY_CLI = [sys.executable, "-c", "import sys; from ray._private import ray_constants, services; "
-           "services.resolve_ip_for_localhost = lambda host: host; ray_constants.ENABLE_RAY_CLUSTER = True; "
-           "from ray.scripts.scripts import main; sys.exit(main())"]
 RAY_PROCESS_NAMES = ("raylet", "gcs_server", "ray::", "dashboard", "runtime_env", "log_monitor")
-
-
-# ------------------------------------------------------------------ a local cluster
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _node_ports(ip: str) -> list[str]:
-    """Every port a node opens, given explicitly: the raylet then waits for no agent's port file."""
-    names = (
-        "node-manager-port",
-        "object-manager-port",
-        "dashboard-agent-grpc-port",
-        "dashboard-agent-listen-port",
-        "runtime-env-agent-port",
-        "metrics-export-port",
-    )
-    worker_from = _free_port(ip)
-    while worker_from > 60000:  # room for the worker port range
-        worker_from = _free_port(ip)
-    return [f"--{n}={_free_port(ip)}" for n in names] + [
-        f"--min-worker-port={worker_from}",
-        f"--max-worker-port={worker_from + 50}",
-    ]
-
-
-class LocalRayCluster:
-    """A Ray head and worker nodes started with ``ray start --block``, listening on 127.0.0.1 only.
-
-    Every port is given, so no raylet waits on an agent's port file; a node
-    that still misses one of Ray's fixed start-up deadlines (a busy 2-core machine) is
-    stopped and started again. :meth:`stop` ends exactly the processes this object
-    started: the ``ray start`` ones, every descendant seen, and whatever names this
-    cluster's own temporary folder on its command line.
-    """
-
-    ATTEMPTS = 3
-
-    def __init__(self, root: Path, nodes: int = 2, cpus_per_node: int = 1, start_timeout: float = 300.0):
-        self.root, self.nodes, self.cpus, self.start_timeout = Path(root), nodes, cpus_per_node, start_timeout
-        self.procs: list[subprocess.Popen] = []
-        self.seen: dict[int, object] = {}  # pid -> psutil.Process of every descendant observed
-        self.ip = "127.0.0.1"
-        self.port = self.client_port = 0
-        # no token authentication: the nodes listen on loopback addresses only, and a driver given an
-        # explicit address sends a token only when its process started with RAY_AUTH_MODE=token
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", **SINGLE_MACHINE)
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="udray"))  # short: Ray's socket paths must fit 107 bytes
-
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
-
-    def _observe(self) -> None:
-        import psutil  # vendored by Ray
-
-        for proc in self.procs:
-            try:
-                top = psutil.Process(proc.pid)
-                for p in (top, *top.children(recursive=True)):
-                    self.seen.setdefault(p.pid, p)
-            except psutil.NoSuchProcess:
-                pass
-
-    def _launch(self, k: int, args) -> subprocess.Popen:
-        """Start node ``k`` (``args(ip)`` gives its own options); wait until Ray says it runs."""
-        ip = self.ip
-        for attempt in range(1, self.ATTEMPTS + 1):
-            log = self.root / f"node{k}.{attempt}.log"
-            cmd = [*RAY_CLI, "start", "--block", f"--node-ip-address={ip}", f"--num-cpus={self.cpus}",
-                   "--disable-usage-stats", "--include-log-monitor=false", *_node_ports(ip), *args(ip)]
-            with open(log, "w") as out:
-                proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-            self.procs.append(proc)
-            deadline = time.monotonic() + self.start_timeout
-            while "Ray runtime started" not in log.read_text():
-                self._observe()
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            else:
-                return proc
-            self._stop_procs()  # what the failed start left (processes of earlier nodes stay up)
-            if attempt == self.ATTEMPTS:
-                raise RuntimeError(f"ray node {k} did not start:\n{log.read_text()[-3000:]}")
-        raise AssertionError("unreachable")
-
-    def start(self) -> "LocalRayCluster":
-        """Start the head, then the worker nodes."""
-        self.root.mkdir(parents=True, exist_ok=True)
-
-        def head_args(ip):
-            self.port, self.client_port = _free_port(ip), _free_port(ip)
-            return ["--head", f"--port={self.port}", "--include-dashboard=false",
-                    f"--ray-client-server-port={self.client_port}", f"--temp-dir={self.temp_dir}"]
-
-        self._launch(0, head_args)
-        for k in range(1, self.nodes):
-            self._launch(k, lambda ip: [f"--address={self.address}"])
-        return self
-
-    def node_of(self, pid: int) -> int | None:
-        """Index of the node whose ``ray start`` process has ``pid`` among its descendants."""
-        import psutil
-
-        for k, proc in enumerate(p for p in self.procs if p.poll() is None):
-            try:
-                if pid in {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}:
-                    return k
-            except psutil.NoSuchProcess:
-                pass
-        return None
-
-    def _ours(self) -> list:
-        """Every live process this cluster started (see the class docstring)."""
-        import psutil
-
-        self._observe()
-        for p in psutil.process_iter(["cmdline"]):
-            if str(self.temp_dir) in " ".join(p.info["cmdline"] or ()):
-                self.seen.setdefault(p.pid, p)
-        live = []
-        for p in self.seen.values():
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    live.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        return live
-
-    def _stop_procs(self) -> list:
-        import psutil
-
-        procs = self._ours()
-        for proc in reversed(self.procs):  # worker nodes first, then the head
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs(procs, timeout=30)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.wait(timeout=10)
-        self.procs = [p for p in self.procs if p.poll() is None]
-        return self._ours()
-
-    def stop(self) -> list:
-        """SIGTERM to every process of the cluster, SIGKILL after a grace; returns the ones still alive."""
-        left = self._stop_procs()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-        return left
 
 
 # --------------------------------------------------------------------- fixtures
@@ -262,19 +87,6 @@ def _own_ray_processes():
     return out
 
 
-@contextlib.contextmanager
-def addresses_as_given():
-    """This process connects to a 127.0.0.1 address as given (see ``SINGLE_MACHINE``)."""
-    from ray._private import services
-
-    saved = services.resolve_ip_for_localhost
-    services.resolve_ip_for_localhost = lambda host: host
-    try:
-        yield
-    finally:
-        services.resolve_ip_for_localhost = saved
-
-
 @pytest.fixture
 def loopback_driver():
     with addresses_as_given():
@@ -284,19 +96,23 @@ def loopback_driver():
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
 
 
-def _listening_hosts(procs) -> set[str]:
-    """The local addresses the processes listen on (TCP)."""
+def _listening(procs) -> set[tuple[str, int]]:
+    """The local (address, port) pairs the processes listen on (TCP)."""
     import psutil
 
-    hosts = set()
+    found = set()
     for p in procs:
         try:
             conns = p.net_connections(kind="tcp")
         except psutil.NoSuchProcess:
             continue
-        hosts |= {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
-    assert hosts, "no listening socket found"
-    return hosts
+        found |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    assert found, "no listening socket found"
+    return found
+
+
+def _listening_hosts(procs) -> set[str]:
+    return {ip for ip, _ in _listening(procs)}
 
 
 # ------------------------------------------------------------------------ tests
@@ -309,6 +125,7 @@ def test_no_address_runs_on_the_local_pool(monkeypatch):
     assert executor.choose_backend(2) == ("ray", "127.0.0.1:6379")
 
 
+@pytest.mark.slow
 def test_embedded_ray_matches_the_local_run(sources, local_run, tmp_path, caplog):
     import psutil  # vendored by Ray
     import ray
@@ -332,6 +149,7 @@ def test_embedded_ray_matches_the_local_run(sources, local_run, tmp_path, caplog
     assert _strip(again.index_rows) == _strip(local_run.index_rows)
 
 
+@pytest.mark.slow
 def test_task_errors_come_back_as_the_tasks_own_exception(sources, tmp_path):
     """A task that raises (here: its output is a file the project did not write) fails alone, on every backend."""
     from urban_detection.files import ForeignFileError
@@ -349,13 +167,14 @@ def test_task_errors_come_back_as_the_tasks_own_exception(sources, tmp_path):
     assert _own_ray_processes() == []
 
 
+@pytest.mark.slow
 def test_two_node_cluster_matches_the_local_run(sources, local_run, tmp_path, caplog, loopback_driver):
     import ray
 
     cluster = LocalRayCluster(tmp_path / "cluster", nodes=2, cpus_per_node=1)
     try:
         cluster.start()
-        assert _listening_hosts(cluster._ours()) <= LOOPBACK
+        assert _listening_hosts(cluster.processes()) <= LOOPBACK
         got = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE, progress=False,
                                   ray_address=cluster.address)
         assert not ray.is_initialized()  # ingest disconnected the driver it connected
@@ -366,12 +185,20 @@ def test_two_node_cluster_matches_the_local_run(sources, local_run, tmp_path, ca
             again = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE,
                                         progress=False, force=True)
             nodes = {cluster.node_of(t.pid) for t in again.trips}
+            # its workers up: every port the cluster listens on is one reserved for it
+            ports = {port for _, port in _listening(cluster.processes())}
+            assert ports <= cluster.ports, sorted(ports - cluster.ports)
         finally:
             ray.shutdown()
         # the Ray Client address form
-        client = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE, progress=False,
-                                     force=True, ray_address=f"ray://{cluster.ip}:{cluster.client_port}")
+        with ray_client_turn():
+            client = ingest.ingest_files(sources, tmp_path / "trips", workers=2, stride=STRIDE, size=SIZE,
+                                         progress=False, force=True,
+                                         ray_address=f"ray://{cluster.ip}:{cluster.client_port}")
         assert not ray.is_initialized()
+    except BaseException:
+        print(cluster.logs())  # shown with the failure; also kept in tmp_path/cluster
+        raise
     finally:
         left = cluster.stop()
     _assert_same_as_local(got, local_run)

@@ -60,7 +60,7 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
     """``model.keras`` + ``saved_model/`` (uint8 images in, OD API outputs out) + ``export_info.json``.
 
     Loading returns the SavedModel as an
-    :class:`~urban_detection.detection.train.ExportedDetector` (``detector(images)``),
+    :class:`~urban_detection.detection.export.ExportedDetector` (``detector(images)``),
     with ``.info`` (step, fingerprint, paths) and ``.keras_path``.
     """
 
@@ -78,7 +78,7 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
         return json.loads(info_path.read_text()) if info_path.is_file() else {}
 
     def load(self):
-        from urban_detection.detection.train import ExportedDetector
+        from urban_detection.detection.export import ExportedDetector
 
         info_path = self._path / EXPORT_INFO
         if not info_path.is_file():
@@ -89,7 +89,7 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
         return detector
 
     def save(self, data: TrainedDetector) -> None:
-        from urban_detection.detection.train import export_model
+        from urban_detection.detection.export import export_model
 
         with files.atomic_dir(self._path) as tmp:
             export_model(data.model, tmp, image_size=data.image_size)

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from urban_detection.detection.coco import coco_metrics, to_coco_detections, to_coco_ground_truth
 from urban_detection.detection.data import parse_example
-from urban_detection.detection.evaluate import detect_batch
+from urban_detection.detection.predict import detect_batch
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 No Kedro here. Frames come at full rate from the trip's raw Waymo segment when one
 is found (ingest keeps only every ``frame_stride``-th frame), otherwise from the
 ingested trip TFRecord. The detector is a Keras model or an exported SavedModel
-detector (see :func:`urban_detection.detection.evaluate.detect_batch`).
+detector (see :func:`urban_detection.detection.predict.detect_batch`).
 
 Frames are decoded shrunk to ``max_side`` and detected in small batches;
 :func:`render_frames` returns the drawn frames (a :class:`Video` for the catalog's video
@@ -24,7 +24,7 @@ import tensorflow as tf
 from PIL import Image
 
 from urban_detection.detection.draw import draw_detections
-from urban_detection.detection.evaluate import detect_batch
+from urban_detection.detection.predict import detect_batch
 from urban_detection.detection.video import IoUTracker, persistence_rate, write_video
 from urban_detection.waymo import frame_proto as fp
 from urban_detection.waymo.example import decode_example, is_detection_example

@@ -50,7 +50,7 @@ def build_detector(
     logged. ``overrides`` replace keys of :data:`~.archs.ARCHS` (e.g. ``head_convs=1``,
     ``max_level=5``). ``image_size`` fixes the square input size (``None``: the arch's ``default_image_size``; ``0``:
     any size). Build under a distribution strategy scope and after
-    :func:`~urban_detection.detection.train.configure_precision` when needed.
+    :func:`~urban_detection.detection.precision.configure_precision` when needed.
     """
     cfg = arch_config(arch, **overrides)
     image_size = cfg["default_image_size"] if image_size is None else image_size

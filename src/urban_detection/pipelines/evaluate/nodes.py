@@ -107,13 +107,9 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
     from urban_detection.detection.results_figure import results_figure
     from urban_detection.waymo.example import CLASS_NAMES
     from urban_detection.detection.data import make_dataset
-    from urban_detection.detection.evaluate import (
-        evaluate_detections,
-        evaluation_losses,
-        example_figures,
-        json_safe,
-        predict_split,
-    )
+    from urban_detection.detection.evaluate import evaluate_detections, json_safe
+    from urban_detection.detection.predict import evaluation_losses, predict_split
+    from urban_detection.detection.report import example_figures
 
     model, name, size = trained.model, trained.name, trained.image_size
     batch_size = int(params.get("batch_size", 8))
@@ -223,7 +219,7 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
 def compare_experiments(params: dict, *metrics_docs: dict):
     """All evaluated experiments side by side: table (rows: split and metric, columns:
     experiments) as CSV rows and Markdown, the table as a figure, and PR curves per class."""
-    from urban_detection.detection.evaluate import (
+    from urban_detection.detection.report import (
         comparison_figure,
         comparison_markdown,
         comparison_table,
