@@ -59,6 +59,16 @@ RESNET50_ENCODER: dict[str, Any] = dict(
     use_pre_activation=False,
 )
 
+# Shared by every architecture: anchor matching (every box gets an anchor) and the outputs' post-processing.
+MATCHING_AND_OUTPUT = dict(
+    force_match=True,
+    prior_probability=0.01,
+    nms_iou=0.6,
+    score_threshold=1e-8,
+    max_detections=100,
+    pre_nms_top_k=1000,
+)
+
 # Everything a caller may override through ``build_detector(**overrides)``.
 ARCHS: dict[str, dict[str, Any]] = {
     "retinanet_resnet50_fpn_coco": dict(
@@ -76,12 +86,7 @@ ARCHS: dict[str, dict[str, Any]] = {
         aspect_ratios=[0.5, 1.0, 2.0],
         positive_threshold=0.5,  # from here on the OD API's training settings, as retinanet_resnet50_fpn
         negative_threshold=0.5,
-        force_match=True,
-        prior_probability=0.01,
-        nms_iou=0.6,
-        score_threshold=1e-8,
-        max_detections=100,
-        pre_nms_top_k=1000,
+        **MATCHING_AND_OUTPUT,
         l2=0.0002,
         default_image_size=640,
     ),
@@ -100,12 +105,7 @@ ARCHS: dict[str, dict[str, Any]] = {
         aspect_ratios=[0.5, 1.0, 2.0],
         positive_threshold=0.5,  # OD API argmax matcher: matched 0.5, unmatched 0.5
         negative_threshold=0.5,
-        force_match=True,
-        prior_probability=0.01,
-        nms_iou=0.6,
-        score_threshold=1e-8,
-        max_detections=100,
-        pre_nms_top_k=1000,
+        **MATCHING_AND_OUTPUT,
         l2=0.0002,  # keras L2(l) = l * sum(w^2), i.e. the OD API's l2_regularizer(0.0004)
         default_image_size=640,
     ),
@@ -134,12 +134,7 @@ ARCHS: dict[str, dict[str, Any]] = {
         aspect_ratios=[0.5, 1.0, 2.0, 4.0],  # height / width in KerasHub's AnchorGenerator
         positive_threshold=0.5,
         negative_threshold=0.4,
-        force_match=True,
-        prior_probability=0.01,
-        nms_iou=0.6,
-        score_threshold=1e-8,
-        max_detections=100,
-        pre_nms_top_k=1000,
+        **MATCHING_AND_OUTPUT,
         l2=0.0,
         default_image_size=320,
     ),
