@@ -17,7 +17,9 @@ from ray_cluster import LocalRayCluster, addresses_as_given, ray_client_turn
 
 from urban_detection.waymo import executor, ingest
 from urban_detection.waymo import synthetic as syn
+from urban_detection.waymo.convert import Params
 from urban_detection.waymo.executor import Task
+from urban_detection.waymo.stamps import params_dict
 
 SIZE, STRIDE = (64, 64), 3
 RAY_PROCESS_NAMES = ("raylet", "gcs_server", "ray::", "dashboard", "runtime_env", "log_monitor")
@@ -154,7 +156,7 @@ def test_task_errors_come_back_as_the_tasks_own_exception(sources, tmp_path):
     """A task that raises (here: its output is a file the project did not write) fails alone, on every backend."""
     from urban_detection.files import ForeignFileError
 
-    params = ingest._params_dict(ingest._Params("FRONT", SIZE, STRIDE, 1.0, 90))
+    params = params_dict(Params("FRONT", SIZE, STRIDE, 1.0, 90))
     out = tmp_path / "out"
     out.mkdir()
     (out / f"{ingest.trip_name(sources[1])}.tfrecord").write_bytes(b"a user's file")

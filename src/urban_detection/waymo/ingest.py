@@ -29,7 +29,7 @@ from typing import Iterable
 import tensorflow as tf
 
 from urban_detection.waymo import executor
-from urban_detection.waymo.convert import INDEX_COLUMNS, Params, convert_trip, make_params
+from urban_detection.waymo.convert import INDEX_COLUMNS, convert_trip, make_params
 from urban_detection.waymo.example import CLASS_NAMES
 from urban_detection.waymo.records import RecordReadError, detect_format, iter_records, trip_name
 from urban_detection.waymo.sources import find_sources
@@ -38,9 +38,6 @@ from urban_detection.waymo.trip_result import SKIP_REASONS, TripResult
 
 logger = logging.getLogger(__name__)
 
-# reached as ingest._Params / ingest._params_dict by tests/waymo/test_ray_ingest.py (being reworked elsewhere)
-_Params = Params
-_params_dict = params_dict
 
 
 @dataclass
