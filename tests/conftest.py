@@ -25,6 +25,7 @@ def tiny_project(tmp_path, monkeypatch):
 # (pytest-xdist, one file per worker) finish together instead of waiting for one long file at the end.
 LONGEST_FIRST = (
     "test_readme_commands.py",
+    "test_readme_experiments.py",
     "test_no_data_loss.py",
     "detection/test_train.py",
     "waymo/test_ray_ingest.py",
