@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server_helpers import ephemeral_ports
+
 # Ray turns 127.0.0.1 into the machine's routable address, and its servers then listen on every
 # interface, unless it runs in single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, its default
 # on macOS), where `ray start` takes no worker node. The nodes run in that mode (inherited by every
@@ -60,15 +62,6 @@ SLOT_REGION = range(20480, 32768)  # the slots' start ports are multiples of SLO
 AVOIDED = (range(10002, 20000),  # `ray start`'s default worker ports (other users' clusters)
            range(23000, 24000))  # Ray Client's server ports (util/client/server/proxier.py)
 CLIENT_TURN_PORT = SLOT_REGION.start - 1  # held while a cluster of this helper connects a Ray Client
-
-
-def _ephemeral_ports() -> range:
-    """The kernel's range for ports it picks itself (bind to port 0, outgoing connections)."""
-    try:
-        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        lo, hi = 49152, 65535  # the IANA range, macOS's default
-    return range(lo, hi + 1)
 
 
 def _overlaps(a: range, b: range) -> bool:
@@ -98,7 +91,7 @@ class PortSlot:
     """
 
     def __init__(self):
-        eph = _ephemeral_ports()
+        eph = ephemeral_ports()
         starts = [s for s in range(SLOT_REGION.start, SLOT_REGION.stop - SLOT + 1, SLOT)
                   if not any(_overlaps(range(s, s + SLOT), r) for r in AVOIDED)]
         outside = [s for s in starts if not _overlaps(range(s, s + SLOT), eph)]

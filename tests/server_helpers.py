@@ -23,7 +23,8 @@ SERVER_PORTS = range(5001, 10000)
 TAKEN_BY_DEFAULT = {6379, 8080, 8265, 8888}
 
 
-def _ephemeral_ports() -> range:
+def ephemeral_ports() -> range:
+    """The kernel's range for ports it picks itself (bind to port 0, outgoing connections)."""
     try:
         lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     except (OSError, ValueError):
@@ -33,7 +34,7 @@ def _ephemeral_ports() -> range:
 
 def free_port(exclude: set[int] = frozenset()) -> int:
     """A random port of :data:`SERVER_PORTS` that is free now and not in ``exclude``."""
-    eph = _ephemeral_ports()
+    eph = ephemeral_ports()
     candidates = [p for p in SERVER_PORTS if p not in eph and p not in TAKEN_BY_DEFAULT and p not in exclude]
     random.shuffle(candidates)
     for port in candidates:
