@@ -12,10 +12,11 @@ from urban_detection.pipelines.train.pipeline import configs_pipeline
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    if "evaluate" in pipelines:
-        # evaluation checks each model against its current config: it starts from the train
-        # pipeline's config node too
-        pipelines["evaluate"] = configs_pipeline(selection.experiments()) + pipelines["evaluate"]
+    for name in ("evaluate", "render"):
+        if name in pipelines:
+            # evaluate and render check each model against its current config: they start from the
+            # train pipeline's config node too
+            pipelines[name] = configs_pipeline(selection.experiments()) + pipelines[name]
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     if "train" in pipelines:
         # `kedro run --pipeline=train` must work from a fresh clone: it brings the data it

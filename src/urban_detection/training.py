@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from urban_detection.detection import augment, checkpoint_eval, data, model as detmodel, pretrained, train as dettrain
+from urban_detection.detection.best_checkpoint import CheckpointJudge
 from urban_detection.detection.distribute import is_chief, strategy_scope
 from urban_detection.detection.precision import configure_precision
 from urban_detection.detection.checkpoints import TrainingRecord
@@ -40,6 +41,13 @@ def preview_figure(cfg: dict, train_paths: list[str], n: int = 8, seed: int = 0)
     return fig
 
 
+def _build(cfg: dict, weights: str | None = None):
+    """The config's detector (in the current distribution scope), with ``weights`` or random ones."""
+    mcfg = cfg["model"]
+    return detmodel.build_detector(mcfg["arch"], image_size=mcfg["image_size"], weights=weights,
+                                   **(mcfg.get("overrides") or {}))
+
+
 def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], checkpoint_dir: Path,
                    provenance: dict, run_id: str | None = None, on_run: Callable[[str], None] | None = None,
                    parent: TrainedDetector | None = None) -> TrainedDetector:
@@ -56,9 +64,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
     try:
         strategy = strategy_scope(tcfg.get("strategy", "default"))
         with strategy.scope():
-            model = detmodel.build_detector(mcfg["arch"], image_size=mcfg["image_size"],
-                                            weights=None if parent else mcfg.get("weights"),
-                                            **(mcfg.get("overrides") or {}))
+            model = _build(cfg, weights=None if parent else mcfg.get("weights"))
         if parent is not None and not resuming:
             detmodel.assign_matching(model, parent.model, f"the trained {parent.name} model")
             pretrained.set_init_report(model, pretrained.init_report(
@@ -84,9 +90,11 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 mlflow.log_dict(model.init_report, "init_report.json")  # weights loaded vs newly initialised
 
             record = TrainingRecord.open(checkpoint_dir, tcfg.get("best_metric", checkpoint_eval.MAP50))
-            # predict_on_batch is a collective under multi-worker training: COCO at checkpoints is skipped there
-            val_frames = None if multi_worker else checkpoint_eval.load_frames(
-                val_paths, mcfg["image_size"], tcfg.get("val_coco_frames", 128))
+            # the chief judges the checkpoints; under multi-worker training it scores a copy (see best_checkpoint)
+            val_frames = checkpoint_eval.load_frames(
+                val_paths, mcfg["image_size"], tcfg.get("val_coco_frames", 128)) if chief else None
+            judge = CheckpointJudge(record, val_frames, mcfg["image_size"], model, chief=chief,
+                                    copy=(lambda: _build(cfg)) if multi_worker else None)
 
             def on_log(metrics, step):
                 record.history.append({"step": step, **metrics})
@@ -94,19 +102,12 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                     log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
 
             def on_checkpoint(step, path, val_metrics):
-                judged = {k: v for k, v in val_metrics.items() if k.startswith("loss/")}
-                if val_frames is not None:
-                    coco = checkpoint_eval.val_coco_metrics(model, val_frames, mcfg["image_size"])
-                    judged.update({k: coco.get(k) for k in {checkpoint_eval.MAP, checkpoint_eval.MAP50,
-                                                            record.best.metric}})
-                record.val_history.append({"step": step, **judged})
+                judged, is_best = judge(step, path, val_metrics)
                 if not chief:
                     return
                 log_metrics({f"val/{k}": v for k, v in judged.items()}, step)
-                if record.best.update(step, judged, checkpoint=path):
-                    record.keep_best_weights(model)
+                if is_best:
                     log_metrics({"val/best_step": step}, step)
-                record.save()
                 if tcfg.get("log_checkpoints", False):
                     for f in Path(path).parent.glob(Path(path).name + ".*"):
                         mlflow.log_artifact(str(f), artifact_path="checkpoints")

@@ -4,7 +4,11 @@
 ``MultiWorkerMirroredStrategy`` scope, runs :func:`~urban_detection.detection.train.train` on
 the TFRecords the config names and writes ``<out>.npz`` (every checkpointed model and
 optimizer value, keyed by checkpoint name) and ``<out>.json`` (the ``TrainResult`` and what
-the callbacks saw). The chief also writes ``final.weights.h5``, as the training pipeline does.
+the callbacks saw). With ``validate`` every checkpoint is judged as the training pipeline does
+(:class:`~urban_detection.detection.best_checkpoint.CheckpointJudge`: the chief scores the val
+frames with COCO on a copy of the model) and the chief exports the best checkpoint, as the
+training pipeline does: its weights go to ``<out>_exported.npz`` and ``final.weights.h5``, its
+step to the JSON.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ def main(config_path: str) -> None:
     strategy = strategy_scope("multi_worker_mirrored")  # before any other TensorFlow op
     keras.utils.set_random_seed(cfg["seed"])
 
+    from urban_detection.detection.best_checkpoint import CheckpointJudge
+    from urban_detection.detection.checkpoint_eval import load_frames
+    from urban_detection.detection.checkpoints import TrainingRecord
     from urban_detection.detection.data import make_dataset
     from urban_detection.detection.model import build_detector, checkpoint_weights
 
@@ -36,12 +43,20 @@ def main(config_path: str) -> None:
                             seed=cfg["seed"], deterministic=True)
     val_ds = make_dataset(cfg["records"], size, 4, training=False, cache=True) if cfg["validate"] else None
     seen = {"log_steps": [], "checkpoints": []}
+    chief = is_chief(strategy)
+    record = TrainingRecord.open(cfg["checkpoint_dir"], cfg["best_metric"])
+    judge = CheckpointJudge(record, load_frames(cfg["records"], size) if chief and cfg["validate"] else None, size,
+                            model, chief=chief, copy=lambda: build_detector(cfg["arch"], size, **cfg["overrides"]))
+
+    def on_checkpoint(step, path, val):
+        seen["checkpoints"].append({"step": step, "path": path, "val_loss": val.get("loss/total")})
+        if cfg["validate"]:
+            judge(step, path, val)
+
     result = train(model, train_ds, val_ds, steps=cfg["steps"], checkpoint_dir=cfg["checkpoint_dir"],
                    checkpoint_every=cfg["checkpoint_every"], log_every=1, optimizer=cfg["optimizer"],
-                   strategy=strategy, val_steps=1,
-                   on_log=lambda metrics, step: seen["log_steps"].append(step),
-                   on_checkpoint=lambda step, path, val: seen["checkpoints"].append(
-                       {"step": step, "path": path, "val_loss": val.get("loss/total")}))
+                   strategy=strategy, val_steps=1, on_log=lambda metrics, step: seen["log_steps"].append(step),
+                   on_checkpoint=on_checkpoint)
 
     log = logging.getLogger("multiworker_main")
     log.info("trained to step %d", result.step)
@@ -50,14 +65,20 @@ def main(config_path: str) -> None:
     values.update({f"optimizer/{i:03d}:{v.path}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
     np.savez(out.with_suffix(".npz"), **values)
     log.info("values saved")
-    if is_chief(strategy):  # the caller's part: final weights (and the MLflow run) on the chief only
+    exported_step = result.step
+    if chief:  # the caller's part: the best checkpoint's weights (and the MLflow run) on the chief only
+        if cfg["validate"] and record.restore_best_weights(model):
+            exported_step = record.best.best_step
+        exported = {f"weights/{k}": v.numpy() for k, v in checkpoint_weights(model).items()}
+        np.savez(out.with_name(out.name + "_exported.npz"), **exported)
         model.save_weights(Path(cfg["checkpoint_dir"]).parent / "final.weights.h5")
     out.with_suffix(".json").write_text(json.dumps({
         "is_chief": result.is_chief, "is_chief_helper": is_chief(strategy), "step": result.step,
         "start_step": result.start_step, "last_checkpoint": result.last_checkpoint,
         "losses": [h["loss/total"] for h in result.history], "val_losses": [h["loss/total"] for h in result.val_history],
         "replicas": strategy.num_replicas_in_sync, **seen,
-    }))
+        "exported_step": exported_step, "val_history": record.val_history, "best": record.best.to_dict(),
+    }, default=float))
     log.info("done")
 
 

@@ -203,6 +203,19 @@ def test_optional_train_keys_and_model_overrides_are_accepted():
     assert cfg["model"]["overrides"]["fpn_batch_norm"] is False
 
 
+def test_an_unknown_best_metric_is_a_config_error_listing_the_valid_ones():
+    from urban_detection.detection.best_metric import BEST_METRICS
+
+    params = {**train_params(), "experiments": ["fast_cpu"], "settings": {"train": {"best_metric": "mAP50"}}}
+    with pytest.raises(ConfigError, match=r"experiment 'fast_cpu': unknown train.best_metric 'mAP50' \(valid: "
+                                          r"DetectionBoxes_Precision/mAP, ") as err:
+        resolve_experiments(params)
+    assert all(name in str(err.value) for name in BEST_METRICS)
+    for name in ("loss/total", "DetectionBoxes_Recall/AR@100", "DetectionBoxes_PerformanceByCategory/mAP/cyclist"):
+        params["settings"]["train"]["best_metric"] = name
+        assert resolve_experiments(params)["fast_cpu"]["train"]["best_metric"] == name
+
+
 @pytest.mark.parametrize("section, variable", [("train", "tcfg"), ("model", "mcfg")])
 def test_every_key_the_code_reads_is_in_the_schema(section, variable):
     """A key the code reads (``tcfg.get("cache")``, ``cfg["model"]["arch"]``, ``tcfg[k] for k in (...)``)

@@ -1,4 +1,5 @@
-"""MultiWorkerMirroredStrategy for real: two worker processes on 127.0.0.1 train, checkpoint and resume together."""
+"""MultiWorkerMirroredStrategy for real: two worker processes on 127.0.0.1 train, checkpoint and resume together,
+and the chief exports the best checkpoint by val COCO, as one worker would."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ import pytest
 import tensorflow as tf
 from server_helpers import free_ports
 
-from urban_detection.detection.model import checkpoint_key
+from urban_detection.detection.checkpoint_eval import load_frames, val_coco_metrics
+from urban_detection.detection.model import build_detector, checkpoint_key, load_initial_weights
 from urban_detection.waymo.example import DetectionExample, encode_example
 
 pytestmark = pytest.mark.slow
@@ -25,7 +27,7 @@ BASE = {
     "arch": "retinanet_resnet18_fpn_small", "image_size": SIZE, "global_batch": 2, "seed": 3, "checkpoint_every": 2,
     "overrides": {"encoder": {"stackwise_num_filters": [64, 32, 32, 32]}, "fpn_filters": 16, "head_filters": 16,
                   "head_convs": 1},
-    "optimizer": {"type": "adam", "learning_rate": 1e-3},
+    "optimizer": {"type": "adam", "learning_rate": 1e-3}, "best_metric": "DetectionBoxes_Precision/mAP@.50IOU",
 }
 
 
@@ -102,6 +104,13 @@ def _assert_checkpoint_holds(prefix: str, values: dict) -> None:
                                           err_msg=key)
 
 
+def _one_worker_val(prefix: Path, records: Path, metric: str) -> float:
+    """``metric`` of the checkpoint ``prefix`` on the val frames, scored in this (one-worker) process."""
+    model = build_detector(BASE["arch"], SIZE, **BASE["overrides"])
+    load_initial_weights(model, str(prefix))
+    return val_coco_metrics(model, load_frames([str(records)], SIZE), SIZE)[metric]
+
+
 def test_two_workers_train_checkpoint_on_chief_and_resume(tmp_path):
     records = _records(tmp_path / "toy.tfrecord")
     chief_dir, other_dir = tmp_path / "worker0" / "checkpoints", tmp_path / "worker1" / "checkpoints"
@@ -125,6 +134,19 @@ def test_two_workers_train_checkpoint_on_chief_and_resume(tmp_path):
     _assert_checkpoint_holds(chief["last_checkpoint"], chief["values"])  # the averaged BatchNorm statistics too
     assert (tmp_path / "worker0" / "final.weights.h5").is_file()
     assert not (tmp_path / "worker1" / "final.weights.h5").exists()
+    # the chief judged every checkpoint by val COCO (on a copy of the model) and exported the best step
+    metric = BASE["best_metric"]
+    judged = {h["step"]: h[metric] for h in chief["val_history"]}
+    assert sorted(judged) == [2, 4] and all(np.isfinite(v) for v in judged.values())
+    assert all(metric not in h for h in other["val_history"])
+    for step, value in judged.items():  # the numbers one worker gets from the same weights
+        assert value == pytest.approx(_one_worker_val(chief_dir / f"ckpt-{step}", records, metric), abs=1e-9)
+    best = max(sorted(judged), key=judged.get)  # the first of equal values, as BestCheckpoint keeps it
+    assert chief["exported_step"] == chief["best"]["best_step"] == best
+    exported = dict(np.load(tmp_path / "first_0_exported.npz"))
+    _assert_checkpoint_holds(str(chief_dir / f"ckpt-{best}"), exported)
+    if best != chief["step"]:  # not the last weights
+        assert any(not np.array_equal(exported[k], chief["values"][k]) for k in exported)
 
     # again with more steps: both resume from the chief's checkpoint (worker 1 has none of its own)
     second = _run_cluster(tmp_path, "second", records, steps=6, validate=False)

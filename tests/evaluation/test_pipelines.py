@@ -8,17 +8,19 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import ParquetDataset
 from kedro_datasets.partitions import PartitionedDataset
 
 from urban_detection.datasets import DetectorDataset, ExportDataset, VideoDataset
 from urban_detection.detection.coco import PER_CLASS_AP, SUMMARY_METRICS
-from urban_detection.detection.provenance import provenance
+from urban_detection.detection.provenance import model_provenance
 from urban_detection.detection.trained import TrainedDetector
 from urban_detection.pipelines import selection
 from urban_detection.pipelines.evaluate import create_pipeline as evaluate_pipeline
-from urban_detection.pipelines.evaluate.nodes import StaleModelError, compare_experiments, make_evaluate_node
+from urban_detection.pipelines.evaluate.compare import compare_experiments
+from urban_detection.pipelines.evaluate.nodes import StaleModelError, make_evaluate_node
 from urban_detection.pipelines.render import create_pipeline as render_pipeline
-from urban_detection.waymo.trips import Trips, data_fingerprint
+from urban_detection.waymo.trips import Trips
 
 from .helpers import plain_pycocotools
 
@@ -59,7 +61,7 @@ def tiny_trips(tiny_data) -> Trips:
 
 def tiny_detector(tiny_trained, trips, manifest) -> TrainedDetector:
     cfg = {**tiny_trained["config"], "name": NAME}
-    record = provenance(cfg, data_fingerprint(trips, manifest, "train"))
+    record = model_provenance(cfg, trips, manifest)
     return TrainedDetector(model=tiny_trained["model"], config=cfg, provenance=record,
                            step=int(cfg["train"]["steps"]), run_id=None)
 
@@ -80,6 +82,7 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
         f"{NAME}.metrics": JSONDataset(filepath=str(out / "08_reporting" / NAME / "metrics.json")),
         f"{NAME}.coco_files": PartitionedDataset(path=str(out / "07_model_output" / NAME),
                                                  dataset="json.JSONDataset", filename_suffix=".json"),
+        f"{NAME}.bootstrap_draws": ParquetDataset(filepath=str(out / "08_reporting" / NAME / "bootstrap_draws.parquet")),
     })
     pipe = evaluate_pipeline()
     assert {n.name for n in pipe.nodes} == {"ingest_eval_trips", f"{NAME}.export", f"{NAME}.evaluate",
@@ -120,9 +123,15 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
     gt_boxes = metrics["splits"]["test"]["ground_truth_boxes"]
     assert sum(map(sum, counts[:3])) == gt_boxes  # every ground truth box is in one row
     table = catalog.load("evaluation_comparison")
-    assert list(table.columns) == ["split", "metric", NAME]
+    assert list(table.columns) == ["split", "metric", NAME, f"{NAME} ci95_low", f"{NAME} ci95_high"]
     row = table[(table.split == "test") & (table.metric == "DetectionBoxes_Precision/mAP")]
     assert row[NAME].item() == pytest.approx(metrics["splits"]["test"]["metrics"]["DetectionBoxes_Precision/mAP"])
+    # one trip per split here: every draw is that trip, so the interval is the value itself
+    boot = metrics["splits"]["test"]["bootstrap"]
+    assert boot["trips"] == ["trip_test"] and boot["draws"] == 1000
+    assert row[f"{NAME} ci95_low"].item() == pytest.approx(row[NAME].item(), abs=1e-12)
+    draws = catalog.load(f"{NAME}.bootstrap_draws")
+    assert len(draws) == 2000 and set(draws["split"]) == {"val", "test"}
     headline = catalog.load("evaluation_headline")
     assert headline.to_dict("records")[0]["model"] == trained.fingerprint[:12]
     assert headline["DetectionBoxes_Precision/mAP"].item() == pytest.approx(
@@ -190,5 +199,5 @@ def test_no_selected_experiment_gives_no_branch_and_an_empty_comparison():
         assert not evaluate_pipeline().nodes and not render_pipeline().nodes
     finally:
         selection._train_params = None
-    table, md, _, _, headline = compare_experiments(EVALUATE)
+    table, md, _, _, headline, _ = compare_experiments(EVALUATE)
     assert table.empty and headline.empty and "no experiment was evaluated" in md

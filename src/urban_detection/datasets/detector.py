@@ -56,12 +56,21 @@ class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):
         return read_metadata(self._path)
 
 
+def export_info(trained: TrainedDetector) -> dict:
+    """``export_info.json`` of an export of ``trained``: step, fingerprint, MLflow run, the files, and
+    the provenance and config that made it (render checks them against the current run)."""
+    return {"experiment": trained.name, "step": int(trained.step), "arch": trained.arch,
+            "image_size": trained.image_size, "fingerprint": trained.fingerprint, "run_id": trained.run_id,
+            "keras": "model.keras", "saved_model": "saved_model", "provenance": trained.provenance,
+            "config": trained.config}
+
+
 class ExportDataset(AbstractDataset[TrainedDetector, Any]):
     """``model.keras`` + ``saved_model/`` (uint8 images in, OD API outputs out) + ``export_info.json``.
 
     Loading returns the SavedModel as an
     :class:`~urban_detection.detection.export.ExportedDetector` (``detector(images)``),
-    with ``.info`` (step, fingerprint, paths) and ``.keras_path``.
+    with ``.info`` (:func:`export_info`: step, fingerprint, paths, provenance, config) and ``.keras_path``.
     """
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None):
@@ -93,10 +102,7 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
 
         with files.atomic_dir(self._path) as tmp:
             export_model(data.model, tmp, image_size=data.image_size)
-            info = {"experiment": data.name, "step": int(data.step), "arch": data.arch, "image_size": data.image_size,
-                    "fingerprint": data.fingerprint, "run_id": data.run_id,
-                    "keras": "model.keras", "saved_model": "saved_model"}
-            (Path(tmp) / EXPORT_INFO).write_text(json.dumps(info, indent=2))
+            (Path(tmp) / EXPORT_INFO).write_text(json.dumps(export_info(data), indent=2))
 
     def _exists(self) -> bool:
         return (self._path / EXPORT_INFO).is_file()

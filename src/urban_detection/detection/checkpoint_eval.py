@@ -10,7 +10,7 @@ evaluation (:mod:`.coco`, the same numbers as the evaluate pipeline) scores it::
 
 The subset is spread evenly over all frames of the files (in file order), so the same
 files always give the same frames, whatever the order of training. Ground truth records
-have the shape of :func:`~.evaluate.predict_split`'s (``image_id`` 1..N in subset order).
+have the shape of :func:`~.predict.predict_split`'s (``image_id`` 1..N in subset order).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from urban_detection.detection.best_metric import DIRECTIONS, metric_direction
 from urban_detection.detection.coco import coco_metrics, to_coco_detections, to_coco_ground_truth
 from urban_detection.detection.data import parse_example
 from urban_detection.detection.predict import detect_batch
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 MAP = "DetectionBoxes_Precision/mAP"
 MAP50 = "DetectionBoxes_Precision/mAP@.50IOU"
-MODES = ("max", "min")
+MODES = DIRECTIONS
 
 
 # --------------------------------------------------------------------------- the fixed subset
@@ -81,7 +82,7 @@ def load_frames(
 
     Returns ``(images, ground_truth)``: ``images`` uint8 ``[N, image_size, image_size, 3]``
     (resized as for evaluation), ``ground_truth`` one record per image as
-    :func:`~.evaluate.predict_split` gives (``image_id`` 1..N, ``source_id``, ``path``,
+    :func:`~.predict.predict_split` gives (``image_id`` 1..N, ``source_id``, ``path``,
     ``height``/``width`` of the original frame, ``boxes`` normalised yxyx clipped to
     [0, 1], ``labels`` label ids). Records that do not parse are skipped with a warning.
     """
@@ -121,9 +122,9 @@ def load_frames(
 
 def detect_frames(model: Any, images: np.ndarray, ground_truth: Sequence[Mapping[str, Any]], image_size: int,
                   batch_size: int = 8) -> list[dict]:
-    """Detections of ``model`` on in-memory ``images``, as :func:`~.evaluate.predict_split`'s detection records
+    """Detections of ``model`` on in-memory ``images``, as :func:`~.predict.predict_split`'s detection records
     (``image_id``, ``source_id``, ``height``, ``width`` of the matching ground truth record, plus ``boxes``,
-    ``scores``, ``labels``). ``model`` is a Keras or exported detector (see :func:`~.evaluate.detect_batch`)."""
+    ``scores``, ``labels``). ``model`` is a Keras or exported detector (see :func:`~.predict.detect_batch`)."""
     if len(images) != len(ground_truth):
         raise ValueError(f"{len(images)} images but {len(ground_truth)} ground truth records")
     det_frames: list[dict] = []
@@ -158,19 +159,22 @@ def val_coco_metrics(model: Any, frames: tuple[np.ndarray, Sequence[Mapping[str,
 
 @dataclass
 class BestCheckpoint:
-    """Which step has the best value of ``metric`` so far (``mode`` ``"max"`` or ``"min"``).
+    """Which step has the best value of ``metric`` so far (``mode`` ``"max"`` or ``"min"``; by default
+    the metric's own direction, :func:`~.best_metric.metric_direction`: AP and AR up, losses down).
 
     Ties keep the earlier step; a missing or NaN value is never best. :meth:`to_dict` /
     :meth:`from_dict` carry the state through a resumed run.
     """
 
     metric: str = MAP
-    mode: str = "max"
+    mode: str | None = None
     best_value: float | None = None
     best_step: int | None = None
     best_checkpoint: str | None = None
 
     def __post_init__(self):
+        if self.mode is None:
+            self.mode = metric_direction(self.metric)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from urban_detection import files
+from urban_detection.detection.best_metric import metric_direction
 from urban_detection.detection.checkpoint_eval import BestCheckpoint
 
 RUN_ID_FILE = "mlflow_run_id.txt"
@@ -61,8 +62,11 @@ class TrainingRecord:
     val_history: list = field(default_factory=list)
 
     @classmethod
-    def open(cls, folder: str | Path, metric: str, mode: str = "max") -> "TrainingRecord":
+    def open(cls, folder: str | Path, metric: str, mode: str | None = None) -> "TrainingRecord":
+        """The record in ``folder`` (a fresh one when none), judging by ``metric`` (in its own direction
+        unless ``mode`` says otherwise); a record of another metric or direction starts a new best."""
         folder = Path(folder)
+        mode = mode or metric_direction(metric)
         path = folder / RECORD_FILE
         if not path.is_file():
             return cls(folder, BestCheckpoint(metric=metric, mode=mode))

@@ -216,7 +216,8 @@ def _results_coco(coco_gt: COCO, dets: Sequence[Mapping]) -> COCO:
         return coco_gt.loadRes(kept)
 
 
-def _evaluate(gt: dict, dets: Sequence[Mapping], iou_thresholds=None) -> COCOeval:
+def coco_eval(gt: dict, dets: Sequence[Mapping], iou_thresholds=None) -> COCOeval:
+    """pycocotools' bbox ``COCOeval`` of ``gt`` and ``dets``, evaluated and accumulated (its output silenced)."""
     coco_gt = _coco_from_dict(gt)
     coco_dt = _results_coco(coco_gt, dets)
     ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
@@ -251,12 +252,13 @@ def coco_metrics(gt: dict, dets: Sequence[Mapping]) -> dict[str, float]:
     return coco_metrics_and_curves(gt, dets)[0]
 
 
-def coco_metrics_and_curves(gt: dict, dets: Sequence[Mapping], pr_iou: float | None = None
+def coco_metrics_and_curves(gt: dict, dets: Sequence[Mapping], pr_iou: float | None = None, ev: COCOeval | None = None
                             ) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """:func:`coco_metrics` and, with ``pr_iou``, :func:`precision_recall_curves` at that IoU from one
     COCO evaluation (COCO matches each IoU threshold on its own, so a standard threshold's curves
-    are those of an evaluation at that threshold alone)."""
-    ev = _evaluate(gt, dets)
+    are those of an evaluation at that threshold alone). ``ev``: the :func:`coco_eval` of ``gt`` and
+    ``dets`` when the caller already has it."""
+    ev = coco_eval(gt, dets) if ev is None else ev
     with contextlib.redirect_stdout(io.StringIO()) as out:
         ev.summarize()
     logger.debug("COCOeval summary:\n%s", out.getvalue())
@@ -306,7 +308,7 @@ def precision_recall_curves(
     1 and precision is interpolated (the running maximum to the right, as COCO uses for
     AP), 0 beyond the highest recall reached. Classes without ground truth are left out.
     """
-    ev = _evaluate(gt, dets, iou_thresholds=[iou])
+    ev = coco_eval(gt, dets, iou_thresholds=[iou])
     return _curves(ev, 0, {int(c["id"]): c["name"] for c in gt.get("categories", [])})
 
 

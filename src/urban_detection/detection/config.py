@@ -81,7 +81,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "strategy": Leaf(str, choices=STRATEGIES),
         "log_keras_model": Leaf(bool),
         "log_checkpoints": Leaf(bool),
-        "best_metric": Leaf(str),
+        "best_metric": Leaf(str),  # one of best_metric.BEST_METRICS (checked by validate_config)
         "val_coco_frames": Leaf(int, None, positive=True),
         "focal_alpha": Leaf(*NUMBER),
         "focal_gamma": Leaf(*NUMBER),
@@ -309,6 +309,7 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None,
     for key in ("batch_size", "steps", "checkpoint_every"):
         if not isinstance(train.get(key), int) or train[key] < 1:
             fail(f"train.{key} must be a positive int, got {train.get(key)!r}")
+    _check_best_metric(train, fail)
     parent = cfg.get("parent")
     if parent is not None:
         if catalog is not None and parent not in catalog:
@@ -323,6 +324,15 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None,
         validate_augmentations(cfg.get("augmentations") or [])
     except ValueError as exc:  # names the path: augmentations[i].<param>
         fail(str(exc))
+
+
+def _check_best_metric(train: Mapping, fail) -> None:
+    """``train.best_metric`` must be a number training computes at checkpoints (its direction is known)."""
+    from .best_metric import BEST_METRICS, unknown_metric_message
+
+    name = train.get("best_metric")
+    if name is not None and name not in BEST_METRICS:
+        fail(unknown_metric_message(name))
 
 
 def experiment_order(configs: Mapping[str, Mapping]) -> list[str]:

@@ -18,7 +18,7 @@ class is one confusion rather than a false positive plus a miss. (Ultralytics' m
 class-agnostic as well but pairs by descending IoU; torchmetrics has no detection
 confusion matrix.) Ground-truth boxes of unknown labels or without area are left out, as
 in the COCO ground truth; detections of unknown labels are left out with a warning.
-Frames pair up by ``image_id``; records are those of :func:`~.evaluate.predict_split`.
+Frames pair up by ``image_id``; records are those of :func:`~.predict.predict_split`.
 """
 from __future__ import annotations
 

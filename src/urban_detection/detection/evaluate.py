@@ -18,17 +18,18 @@ from urban_detection.detection.coco import (
     PER_CLASS_AP,
     PER_CLASS_AP50,
     SUMMARY_METRICS,
+    coco_eval,
     coco_metrics,
     coco_metrics_and_curves,
     filter_large_boxes,
     to_coco_detections,
     to_coco_ground_truth,
 )
+from urban_detection.detection.split_bootstrap import bootstrap_split
 from urban_detection.detection.waymo_ap import MAP_KEY as WAYMO_MAP
 from urban_detection.detection.waymo_ap import METRIC_NAMES as WAYMO_METRICS
 from urban_detection.detection.waymo_ap import waymo_metrics
 from urban_detection.waymo.example import CLASS_NAMES
-
 LOSS_METRICS: tuple[str, ...] = ("loss/classification", "loss/localization", "loss/regularization", "loss/total")
 PER_CLASS_METRICS: tuple[str, ...] = tuple(PER_CLASS_AP.format(c) for c in CLASS_NAMES) + tuple(
     PER_CLASS_AP50.format(c) for c in CLASS_NAMES
@@ -69,6 +70,9 @@ def evaluate_detections(
     det_frames: Sequence[Mapping[str, Any]],
     max_area_frac: Mapping[str, float] | None = None,
     pr_iou: float = 0.5,
+    bootstrap: Mapping[str, Any] | None = None,
+    matcher: str = "hungarian",
+    slices: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """COCO evaluation of one split's per-frame records.
 
@@ -80,20 +84,27 @@ def evaluate_detections(
     ``max_area_frac`` (class name -> largest plausible box area as a fraction of the
     image) it also evaluates the detections after :func:`~.coco.filter_large_boxes`:
     ``filtered`` = ``{"detections", "metrics", "dropped" (per class), "delta" (filtered
-    minus raw, for the AP metrics)}``.
+    minus raw, for the AP metrics)}``. With ``bootstrap`` (``{"draws", "seed", "level"}``, draws > 0)
+    ``bootstrap`` holds :func:`~.split_bootstrap.bootstrap_split` of the raw detections, with
+    ``slices`` (name -> trips). ``matcher`` is the Waymo-style
+    AP's (``hungarian``, Waymo's default, or ``score_first``).
     """
     start = time.perf_counter()
     gt = to_coco_ground_truth(gt_frames)
     dets = to_coco_detections(det_frames, gt)
-    coco, curves = coco_metrics_and_curves(gt, dets, pr_iou=pr_iou)
-    metrics = {**coco, **waymo_metrics(gt_frames, det_frames)}
+    ev = coco_eval(gt, dets)
+    coco, curves = coco_metrics_and_curves(gt, dets, pr_iou=pr_iou, ev=ev)
+    metrics = {**coco, **waymo_metrics(gt_frames, det_frames, matcher=matcher)}
     result: dict[str, Any] = {"ground_truth": gt, "detections": dets, "metrics": metrics, "pr_curves": curves}
+    if bootstrap and int(bootstrap.get("draws") or 0) > 0:
+        result["bootstrap"] = bootstrap_split(ev, gt_frames, det_frames, matcher=matcher, slices=slices,
+                                              **dict(bootstrap))
     if max_area_frac:
         dropped: dict[str, int] = {}
         filtered_frames = filter_large_boxes(list(det_frames), dict(max_area_frac), dropped)
         if sum(dropped.values()):
             fdets = to_coco_detections(filtered_frames, gt)
-            fmetrics = {**coco_metrics(gt, fdets), **waymo_metrics(gt_frames, filtered_frames)}
+            fmetrics = {**coco_metrics(gt, fdets), **waymo_metrics(gt_frames, filtered_frames, matcher=matcher)}
         else:  # nothing removed: the same detections, the same numbers
             fdets, fmetrics = dets, dict(metrics)
         result["filtered"] = {

@@ -123,20 +123,24 @@ def _best_columns(row: pd.Series, lower: bool) -> set:
 
 
 def comparison_markdown(table: pd.DataFrame, title: str = "Experiment comparison", digits: int = 3,
-                        notes: Sequence[str] = ()) -> str:
+                        notes: Sequence[str] = (), formatted: pd.DataFrame | None = None,
+                        split_titles: Mapping[str, str] | None = None) -> str:
     """The table as GitHub Markdown: one section per split when the index is ``(split, metric)``,
-    best value of each row in bold (highest, lowest for losses), undefined values as ``n/a``."""
+    best value of each row in bold (highest, lowest for losses), undefined values as ``n/a``.
+    ``formatted`` (same index and columns) gives the cells' text, e.g. values with intervals;
+    ``split_titles`` the section titles of some splits."""
     lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes]
     if notes:
         lines.append("")
     if isinstance(table.index, pd.MultiIndex):
-        groups = [(str(k), table.xs(k, level=0)) for k in table.index.get_level_values(0).unique()]
+        groups = [(str(k), table.xs(k, level=0), None if formatted is None else formatted.xs(k, level=0))
+                  for k in table.index.get_level_values(0).unique()]
     else:
-        groups = [(None, table)]
-    for name, part in groups:
+        groups = [(None, table, formatted)]
+    for name, part, texts in groups:
         if name is not None:
-            lines += [f"## {name}", ""]
+            lines += [f"## {(split_titles or {}).get(name, name)}", ""]
         header = ["metric", *[str(c) for c in part.columns]]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" + "---:|" * len(part.columns))
@@ -145,10 +149,65 @@ def comparison_markdown(table: pd.DataFrame, title: str = "Experiment comparison
             cells = []
             for col, value in row.items():
                 text = "n/a" if pd.isna(value) else f"{value:.{digits}f}"
+                text = text if texts is None else str(texts.loc[key, col])
                 cells.append(f"**{text}**" if col in best else text)
             lines.append(f"| {_row_label(key)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def paired_markdown(paired: pd.DataFrame, reference: str | None, digits: int = 3) -> str:
+    """Per split: rows metrics, columns experiments, cells ``difference [interval] verdict`` (from the
+    reference); empty without paired rows."""
+    if paired is None or paired.empty:
+        return ""
+    lines = []
+    for split, part in paired.groupby("split", sort=False):
+        names = list(dict.fromkeys(part["experiment"]))
+        lines += [f"## {split}: difference from {reference} (paired trip bootstrap)", "",
+                  "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for metric in _order_rows(part["metric"]):
+            cells = []
+            for name in names:
+                hit = part[(part["metric"] == metric) & (part["experiment"] == name)]
+                if hit.empty:
+                    cells.append("")
+                    continue
+                r = hit.iloc[0]
+                interval = ("" if pd.isna(r["ci95_low"]) else
+                            f" [{r['ci95_low']:+.{digits}f}, {r['ci95_high']:+.{digits}f}]")
+                diff = "n/a" if pd.isna(r["difference"]) else f"{r['difference']:+.{digits}f}"
+                verdict = f"**{r['verdict']}**" if r["verdict"] != "not distinguishable" else r["verdict"]
+                cells.append(f"{diff}{interval} {verdict}")
+            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def paired_difference_figure(rows: pd.DataFrame, title: str = "difference from the reference") -> Figure:
+    """One panel per metric: each experiment's difference from the reference as a point with its
+    interval (green better, red worse, grey not distinguishable), 0 marked."""
+    metrics = list(dict.fromkeys(rows["metric"])) if len(rows) else []
+    fig = Figure(figsize=(3.2 * max(len(metrics), 1), 0.5 * max(rows["experiment"].nunique() if len(rows) else 1, 1)
+                          + 1.6), layout="constrained")
+    axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
+    if not metrics:
+        axes[0].axis("off")
+        axes[0].text(0.5, 0.5, "one experiment: nothing to pair", ha="center", va="center")
+    colours = {"better": "tab:green", "worse": "tab:red"}
+    for ax, metric in zip(axes, metrics):
+        part = rows[rows["metric"] == metric].reset_index(drop=True)
+        for i, r in part.iterrows():
+            colour = colours.get(r["verdict"], "tab:gray")
+            ax.errorbar(r["difference"], i, xerr=[[r["difference"] - r["ci95_low"]], [r["ci95_high"] - r["difference"]]],
+                        fmt="o", color=colour, capsize=3)
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_yticks(range(len(part)), [str(e) for e in part["experiment"]])
+        ax.set_ylim(-0.7, len(part) - 0.3)
+        ax.set_title(short_metric_name(str(metric)), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def short_metric_name(name: str) -> str:

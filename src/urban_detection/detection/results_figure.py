@@ -53,8 +53,9 @@ def smooth(values: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     return np.convolve(padded, np.ones(width) / width, mode="valid")
 
 
-def best_step_of(val_history: Sequence[Mapping[str, Any]], metric: str = MAP, mode: str = "max") -> int | None:
-    """The step of the best ``metric`` value in ``val_history`` (None when no entry has one)."""
+def best_step_of(val_history: Sequence[Mapping[str, Any]], metric: str = MAP, mode: str | None = None) -> int | None:
+    """The step of the best ``metric`` value in ``val_history`` (None when no entry has one); ``mode``
+    ``"max"`` or ``"min"``, by default the metric's direction (:func:`~.best_metric.metric_direction`)."""
     best = BestCheckpoint(metric, mode)
     for entry in val_history:
         best.update(int(entry["step"]), entry)
@@ -98,15 +99,15 @@ def results_figure(
     val_history: Sequence[Mapping[str, Any]],
     best_step: int | None = None,
     best_metric: str = MAP,
-    best_mode: str = "max",
+    best_mode: str | None = None,
     title: str | None = None,
 ) -> Figure:
     """Training and validation curves against the step (2 x 3 panels, see the module doc).
 
     ``best_step`` is marked on every panel (a dashed line, and a star on the mAP panels);
     by default it is the step of the best ``best_metric`` (``best_mode`` ``"max"`` or
-    ``"min"``) in ``val_history``, none when no checkpoint has that metric. Panels without
-    data say so. Built on ``matplotlib.figure.Figure`` (no pyplot state).
+    ``"min"``, by default the metric's direction) in ``val_history``, none when no checkpoint
+    has that metric. Panels without data say so. Built on ``matplotlib.figure.Figure`` (no pyplot state).
     """
     fig = Figure(figsize=(13, 6.5), layout="constrained")
     panels = LOSS_PANELS + TRAIN_PANELS + VAL_PANELS

@@ -7,11 +7,11 @@ Per selected experiment (one Kedro namespace each, like the train pipeline):
 * ``evaluate_<name>``: detections and ground truth as COCO JSON (``<name>.coco_files``),
   COCO metrics, per-class AP, losses and the large-box filter's effect
   (``<name>.metrics``), PR curves and example frames (``<name>.evaluation_figures``).
-  The model's provenance must match the current config and training data, else the
-  node refuses (an old model's numbers never appear under a new run). Everything also
+  The model's provenance must match the current config, training data and selection (val) frames, else the
+  node refuses: an old model's numbers never appear under a new run. Everything also
   goes to the MLflow run the model was trained in.
 
-``compare_experiments`` then lays out the run's experiments side by side.
+``compare_experiments`` (:mod:`.compare`) then lays out the run's experiments side by side.
 """
 from __future__ import annotations
 
@@ -23,32 +23,13 @@ from typing import Any, Callable
 import pandas as pd
 
 from urban_detection import files
-from urban_detection.detection.provenance import explain_mismatch, provenance, short
+from urban_detection.detection.provenance import StaleModelError, check_provenance, short
 from urban_detection.detection.trained import TrainedDetector
+from urban_detection.pipelines.evaluate.compare import HEADLINE, SELECTION_SPLIT, flat_split_metrics
 from urban_detection.waymo.ingest import ingest_files
-from urban_detection.waymo.trips import SplitLeakError, Trips, data_fingerprint
+from urban_detection.waymo.trips import SplitLeakError, Trips
 
 log = logging.getLogger(__name__)
-
-
-class StaleModelError(RuntimeError):
-    """The stored model was not trained on the current config and data."""
-
-
-def check_provenance(model: TrainedDetector, config: dict, trips: Trips, split_manifest: pd.DataFrame,
-                     parent: dict | None = None) -> None:
-    """Raise :class:`StaleModelError` naming what changed when ``model`` does not come from ``config``
-    and the current train split (arch and image size are part of the config)."""
-    expected = provenance(config, data_fingerprint(trips, split_manifest, "train"))
-    stored = model.provenance
-    keys = ("config_fingerprint", "data_fingerprint")
-    if any(stored.get(k) != expected.get(k) for k in keys):
-        raise StaleModelError(
-            f"the stored {model.name} model ({short(model.fingerprint)}, step {model.step}) does not match the current "
-            f"run: {explain_mismatch(stored, expected, model.config, config)}. Train it first: "
-            f"kedro run --pipeline=train --params \"train.experiments={model.name}\" (or run the train and "
-            f"evaluate pipelines together)"
-        )
 
 
 # --------------------------------------------------------------------------- export
@@ -69,35 +50,27 @@ def make_export_node(name: str) -> Callable:
 # --------------------------------------------------------------------------- evaluate
 
 
-def flat_split_metrics(split_doc: dict) -> dict[str, float | None]:
-    """The numbers of one split of a ``metrics.json``: COCO metrics, AP after the large-box filter
-    (mAP, AP50, AP75, per-class AP), losses."""
-    from urban_detection.detection.evaluate import FILTERED_PREFIX, REPORT_ORDER
-
-    flat = dict(split_doc.get("metrics") or {})
-    filtered = (split_doc.get("large_box_filter") or {}).get("metrics") or {}
-    flat.update({FILTERED_PREFIX + k: v for k, v in filtered.items() if FILTERED_PREFIX + k in REPORT_ORDER})
-    flat.update({k: v for k, v in (split_doc.get("losses") or {}).items() if k.startswith("loss/")})
-    return flat
-
-
 def make_evaluate_node(name: str) -> Callable:
     """The evaluation node of experiment ``name``."""
 
     def evaluate(model: TrainedDetector, config: dict, trips: Trips, eval_trips: Trips,
-                 split_manifest: pd.DataFrame, params: dict) -> tuple[dict, dict, dict]:
+                 split_manifest: pd.DataFrame, params: dict) -> tuple:
         check_provenance(model, config, trips, split_manifest)
-        doc, files, figures = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
-        _log_evaluation(model, doc, files, figures, log_files=bool((params or {}).get("log_coco_files", False)))
-        return doc, files, figures
+        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
+        _log_evaluation(model, doc, files, figures, tables,
+                        log_files=bool((params or {}).get("log_coco_files", False)))
+        return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
 
     evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{name}"
     return evaluate
 
 
 def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.DataFrame,
-                   params: dict, loss_trips: Trips | None = None) -> tuple[dict, dict, dict]:
-    """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures)``.
+                   params: dict, loss_trips: Trips | None = None) -> tuple[dict, dict, dict, dict[str, pd.DataFrame]]:
+    """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures,
+    tables)``. ``tables``: ``draws`` (one row per split, slice and trip draw of ``evaluate.bootstrap``, one
+    column per metric, for paired comparisons between experiments), ``slices`` (headline metrics with
+    intervals per time of day, weather and object size) and ``per_trip`` (each trip alone).
 
     COCO metrics, PR curves, confusion matrices and examples come from every frame of ``trips``
     (the evaluation frames); the losses from ``loss_trips`` when given (the ingested frames, as
@@ -109,7 +82,8 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
     from urban_detection.detection.data import make_dataset
     from urban_detection.detection.evaluate import evaluate_detections, json_safe
     from urban_detection.detection.predict import evaluation_losses, predict_split
-    from urban_detection.detection.report import example_figures
+    from urban_detection.detection.report import example_figures, short_metric_name
+    from urban_detection.detection.slices import trip_slices
 
     model, name, size = trained.model, trained.name, trained.image_size
     batch_size = int(params.get("batch_size", 8))
@@ -123,6 +97,11 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
                            "provenance": trained.provenance, "splits": {}}
     files: dict[str, Any] = {}
     figures: dict[str, Any] = {}
+    tables: dict[str, list] = {"draws": [], "slices": [], "per_trip": []}
+    bootstrap = bootstrap_settings(params)
+    conditions = trip_conditions(split_manifest, loss_trips or trips)
+    matcher = str(params.get("waymo_matcher") or "hungarian")
+    doc["waymo_matcher"] = matcher
     for split in params.get("splits") or ["val", "test"]:
         paths = trips.split_paths(split_manifest, split)
         if not paths:
@@ -134,7 +113,10 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
         if not gt_frames:
             log.warning("experiment %s: split %s has no readable frame; not evaluated", name, split)
             continue
-        result = evaluate_detections(gt_frames, det_frames, max_area, pr_iou=float(params.get("pr_iou", 0.5)))
+        result = evaluate_detections(gt_frames, det_frames, max_area, pr_iou=float(params.get("pr_iou", 0.5)),
+                                     bootstrap=bootstrap, matcher=matcher,
+                                     slices=None if split == SELECTION_SPLIT else  # slices judge, val only selects
+                                     trip_slices(conditions[conditions["split"] == split]))
         start = time.perf_counter()
         loss_batches = params.get("loss_batches")
         if params.get("max_frames") and not loss_batches:
@@ -156,6 +138,8 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
             "timing": {"inference_s": inference_s, "coco_s": result["coco_seconds"], "losses_s": loss_s,
                        "frames_per_sec": len(gt_frames) / inference_s if inference_s > 0 else None},
         }
+        if "bootstrap" in result:
+            figures[f"slices_{split}.png"] = _bootstrap_outputs(split, result, gt_frames, conditions, split_doc, tables)
         files[f"{split}_ground_truth"] = result["ground_truth"]
         files[f"{split}_detections"] = result["detections"]
         if "filtered" in result:
@@ -174,11 +158,10 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
                                     float(examples.get("score_threshold", 0.3)), title_prefix=f"{name} {split}: ")
             figures.update({f"{split}_{k}": fig for k, fig in shown.items()})
         doc["splits"][split] = split_doc
-        m = result["metrics"]
-        log.info("experiment %s %s (%d frames): mAP %.4f, AP50 %.4f, AR@100 %.4f, loss %.4f; inference %.1fs, COCO %.1fs",
-                 name, split, len(gt_frames), m["DetectionBoxes_Precision/mAP"],
-                 m["DetectionBoxes_Precision/mAP@.50IOU"], m["DetectionBoxes_Recall/AR@100"], losses["loss/total"],
-                 inference_s, result["coco_seconds"])
+        log.info("experiment %s %s (%d frames, %d trips): %s; loss %.4f; inference %.1fs, COCO %.1fs",
+                 name, split, len(gt_frames), len(paths), ", ".join(
+                     f"{short_metric_name(k)} {format_metric(split_doc, k)}" for k in HEADLINE[:3]),
+                 losses["loss/total"], inference_s, result["coco_seconds"])
     summary = trained.summary or {}
     best = summary.get("best") or {}
     doc.update(best=best, last_step=summary.get("last_step"))
@@ -188,10 +171,64 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
             best_metric=best.get("metric", "DetectionBoxes_Precision/mAP"), title=f"{name} ({trained.fingerprint[:12]})")
     if not doc["splits"]:
         doc.update(evaluated=False, reason=f"no frames in splits {params.get('splits')}")
-    return json_safe(doc), files, figures
+    out = {"draws": pd.concat(tables["draws"], ignore_index=True) if tables["draws"]
+           else pd.DataFrame(columns=["split", "slice", "draw"]),
+           "slices": pd.DataFrame(tables["slices"]), "per_trip": pd.DataFrame(tables["per_trip"])}
+    return json_safe(doc), files, figures, out
 
 
-def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: dict, log_files: bool = False) -> None:
+def trip_conditions(split_manifest: pd.DataFrame, trips: Trips) -> pd.DataFrame:
+    """``trip, split, time_of_day, weather, time_of_day_estimated`` of every trip of the manifest."""
+    cols = [c for c in ("trip", "split", "time_of_day", "weather") if c in split_manifest]
+    out = split_manifest[cols].copy()
+    index = trips.index
+    if "time_of_day_estimated" in index:
+        estimated = index.groupby("trip")["time_of_day_estimated"].any()
+        out["time_of_day_estimated"] = out["trip"].map(estimated).fillna(False).astype(bool)
+    return out
+
+
+def _bootstrap_outputs(split: str, result: dict, gt_frames: list, conditions: pd.DataFrame, split_doc: dict,
+                       tables: dict):
+    """Put a split's bootstrap into its ``metrics.json`` section and the tables; returns its slice figure."""
+    from urban_detection.detection.slices import per_trip_rows, slice_figure, slice_rows
+    from urban_detection.detection.split_bootstrap import frame_trip
+
+    boot = result["bootstrap"]
+    split_doc["bootstrap"] = {k: boot[k] for k in ("trips", "draws", "seed", "level", "intervals")}
+    split_doc["bootstrap"]["slices"] = {name: {k: v for k, v in s.items() if k != "values"}
+                                        for name, s in boot["slices"].items()}
+    split_doc["timing"]["bootstrap_s"] = boot["seconds"]
+    split_doc["timing"]["coco_s"] -= boot["seconds"]
+    draws = [pd.DataFrame({"split": split, "slice": "all", "draw": range(boot["draws"]), **boot["values"]})]
+    draws += [pd.DataFrame({"split": split, "slice": name, "draw": range(boot["draws"]), **s["values"]})
+              for name, s in boot["slices"].items()]
+    tables["draws"] += draws
+    frames = pd.Series([frame_trip(f) for f in gt_frames]).value_counts().to_dict()
+    rows = slice_rows(split, result["metrics"], boot, frames)
+    tables["slices"] += rows
+    tables["per_trip"] += per_trip_rows(split, boot, gt_frames, frame_trip, conditions[conditions["split"] == split])
+    return slice_figure(pd.DataFrame(rows), title=f"{split}: 95% trip-bootstrap intervals per slice")
+
+
+def bootstrap_settings(params: dict) -> dict:
+    """``evaluate.bootstrap`` with its defaults: 1,000 trip draws, seed 0, 95% intervals (draws 0: none)."""
+    settings = {"draws": 1000, "seed": 0, "level": 0.95, **dict(params.get("bootstrap") or {})}
+    if int(settings["draws"]) < 0 or not 0.0 < float(settings["level"]) < 1.0:
+        raise ValueError(f"evaluate.bootstrap: draws must be >= 0 and level in (0, 1), got {settings}")
+    return settings
+
+
+def format_metric(split_doc: dict, metric: str, digits: int = 3) -> str:
+    """``0.585 [0.502, 0.667]``: a split's value of ``metric`` with its bootstrap interval when there is one."""
+    from urban_detection.detection.intervals import format_interval
+
+    ci = ((split_doc.get("bootstrap") or {}).get("intervals") or {}).get(metric) or {}
+    return format_interval((split_doc.get("metrics") or {}).get(metric), ci.get("low"), ci.get("high"), digits)
+
+
+def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: dict, tables: dict,
+                    log_files: bool = False) -> None:
     import mlflow
 
     from urban_detection.tracking import experiment_run, log_metrics
@@ -203,9 +240,16 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
             if not sum(dropped.values()):  # the filter removed nothing: its metrics equal the raw ones
                 numbers = {k: v for k, v in numbers.items() if not k.startswith("large_box_filter/")}
             numbers["large_box_filter/dropped"] = sum(dropped.values())
+            boot = split_doc.get("bootstrap") or {}
+            tag = f"ci{100 * float(boot.get('level', 0.95)):g}"  # ci95
+            for metric, ci in (boot.get("intervals") or {}).items():
+                numbers.update({f"{metric}/{tag}_low": ci["low"], f"{metric}/{tag}_high": ci["high"]})
             numbers.update({f"timing/{k}": v for k, v in split_doc["timing"].items()})
             log_metrics({f"{split}/{k}": v for k, v in numbers.items()}, step=doc.get("step"))
         mlflow.log_dict(doc, "evaluation/metrics.json")
+        for key in ("slices", "per_trip"):
+            if len(tables[key]):
+                mlflow.log_text(tables[key].to_csv(index=False), f"evaluation/{key}.csv")
         if log_files:  # always in data/07_model_output/<experiment>/
             for key, obj in files.items():
                 mlflow.log_dict(obj, f"evaluation/coco/{key}.json")
@@ -213,62 +257,7 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
             mlflow.log_figure(fig, f"evaluation/figures/{key}")
 
 
-# --------------------------------------------------------------------------- comparison
-
-
-def compare_experiments(params: dict, *metrics_docs: dict):
-    """All evaluated experiments side by side: table (rows: split and metric, columns:
-    experiments) as CSV rows and Markdown, the table as a figure, and PR curves per class."""
-    from urban_detection.detection.report import (
-        comparison_figure,
-        comparison_markdown,
-        comparison_table,
-        pr_comparison_figure,
-    )
-
-    docs = [d for d in metrics_docs if d and d.get("evaluated")]
-    skipped = [d.get("experiment", "?") for d in metrics_docs if d and not d.get("evaluated")]
-    splits = list(dict.fromkeys(s for s in (params or {}).get("splits") or ["val", "test"]))
-    parts = {}
-    curves: dict[str, dict] = {}
-    for split in splits:
-        by_exp = {d["experiment"]: flat_split_metrics(d["splits"][split]) for d in docs if split in d.get("splits", {})}
-        if by_exp:
-            parts[split] = comparison_table(by_exp)
-            curves[split] = {d["experiment"]: d["splits"][split].get("pr_curves") or {}
-                             for d in docs if split in d.get("splits", {})}
-    if parts:
-        table = pd.concat(parts, names=["split", "metric"])
-    else:
-        table = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=["split", "metric"]))
-    notes = [f"{d['experiment']} (model {short(d.get('fingerprint'))}): step {d.get('step')}"
-             + (f" (best val {(d.get('best') or {}).get('metric')} of {d.get('last_step')} steps)"
-                if (d.get("best") or {}).get("best_step") is not None else "")
-             + f", {d.get('arch')} at {d.get('image_size')} px, "
-             + ", ".join(f"{s} {v['frames']} frames" for s, v in d["splits"].items()) for d in docs]
-    if skipped:
-        notes.append("not evaluated (no frames in the splits): " + ", ".join(skipped))
-    if not docs:
-        notes.append("no experiment was evaluated")
-    markdown = comparison_markdown(table, notes=notes)
-    figure = comparison_figure(table)
-    pr_figure = pr_comparison_figure(curves)
-    log.info("comparison of %d experiment(s): %s", len(docs), ", ".join(d["experiment"] for d in docs) or "none")
-    return table.reset_index(), markdown, figure, pr_figure, headline_table(docs)
-
-
-HEADLINE = ("DetectionBoxes_Precision/mAP", "DetectionBoxes_Precision/mAP@.50IOU", "DetectionBoxes_Recall/AR@100",
-            "Waymo2D/mAP")
-
-
-def headline_table(docs: list[dict], split: str = "test") -> pd.DataFrame:
-    """One row per evaluated experiment: its model, step and headline metrics on ``split``."""
-    rows = []
-    for d in docs:
-        metrics = (d["splits"].get(split) or {}).get("metrics") or {}
-        rows.append({"experiment": d["experiment"], "model": short(d.get("fingerprint")), "step": d.get("step"),
-                     "split": split, **{k: metrics.get(k) for k in HEADLINE}})
-    return pd.DataFrame(rows, columns=["experiment", "model", "step", "split", *HEADLINE])
+# --------------------------------------------------------------------------- evaluation frames
 
 
 def ingest_eval_trips(trips: Trips, split_manifest, eval_trip_store: Path, ingest_params: dict,

@@ -4,8 +4,9 @@
 (every frame, 10 Hz, by default) into ``eval_trips``: the frames every experiment is scored on.
 Per experiment of ``train.experiments`` (a namespace, as in the train pipeline):
 ``<name>.model`` -> ``export_<name>`` -> ``<name>.export`` and ``evaluate_<name>`` ->
-``<name>.metrics``, ``<name>.coco_files``, ``<name>.evaluation_figures``.
-``compare_experiments`` reads every ``<name>.metrics`` and writes the report in
+``<name>.metrics``, ``<name>.coco_files``, ``<name>.evaluation_figures``, ``<name>.bootstrap_draws``,
+``<name>.slices``, ``<name>.per_trip``.
+``compare_experiments`` reads every ``<name>.metrics`` and ``<name>.bootstrap_draws`` and writes the report in
 ``data/08_reporting/comparison/`` (also MLflow artifacts of the kedro run).
 """
 from __future__ import annotations
@@ -14,7 +15,8 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from urban_detection.pipelines import selection
 
-from .nodes import compare_experiments, ingest_eval_trips, make_evaluate_node, make_export_node
+from .compare import compare_experiments
+from .nodes import ingest_eval_trips, make_evaluate_node, make_export_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -33,7 +35,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 node(make_export_node(name), "model", "export", name="export"),
                 node(make_evaluate_node(name), ["model", "config", "trips", "eval_trips", "split_manifest",
                                                 "params:evaluate"],
-                     ["metrics", "coco_files", "evaluation_figures"], name="evaluate"),
+                     ["metrics", "coco_files", "evaluation_figures", "bootstrap_draws", "slices", "per_trip"],
+                     name="evaluate"),
             ],
             namespace=name,
             inputs={"trips", "eval_trips", "split_manifest"},
@@ -43,9 +46,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         return branches
     comparison = node(
         compare_experiments,
-        ["params:evaluate", *[f"{name}.metrics" for name in names]],
+        ["params:evaluate", *[f"{name}.metrics" for name in names], *[f"{name}.bootstrap_draws" for name in names]],
         ["evaluation_comparison", "evaluation_comparison_md", "evaluation_comparison_plot",
-         "evaluation_pr_curves_plot", "evaluation_headline"],
+         "evaluation_pr_curves_plot", "evaluation_headline", "evaluation_paired_plot"],
         name="compare_experiments",
     )
     return branches + Pipeline([comparison])

@@ -5,7 +5,9 @@ manifest (sorted by name). Frames are read at full rate from the trip's raw Waym
 in ``ingest.source_dir`` when there is one, else from the ingested trip TFRecord (every
 ``frame_stride``-th frame: the video then plays those at ``render.fps`` and its info says
 so). The frames go to ``<name>.video`` (an MP4 written by the video dataset) and the
-numbers to ``<name>.render_info``.
+numbers to ``<name>.render_info``. Like evaluate, render first checks the export against the
+current config, train split and val (selection) split, and refuses one they did not make
+(:class:`~urban_detection.detection.provenance.StaleModelError`).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from urban_detection.detection.provenance import StoredModel, check_provenance
 from urban_detection.waymo.trips import Trips
 
 log = logging.getLogger(__name__)
@@ -34,11 +37,14 @@ def choose_trip(split_manifest: pd.DataFrame, trip: str | None = None, split: st
 def make_render_node(name: str) -> Callable:
     """The render node of experiment ``name``."""
 
-    def render(export, trips: Trips, split_manifest: pd.DataFrame, params: dict, source_dir: str):
-        """``export``: the exported SavedModel detector (``<name>.export``)."""
+    def render(export, config: dict, trips: Trips, split_manifest: pd.DataFrame, params: dict, source_dir: str):
+        """``export``: the exported SavedModel detector (``<name>.export``); ``config``: the experiment's
+        current resolved config (``<name>.config``), which with ``trips`` and ``split_manifest`` must
+        have made the exported model."""
         from urban_detection.detection.evaluate import json_safe
         from urban_detection.detection.render import Video, render_frames, trip_frame_source
 
+        check_provenance(StoredModel.of_export(export.info), config, trips, split_manifest, exported=True)
         params = params or {}
         trip = choose_trip(split_manifest, params.get("trip"), params.get("split", "test"))
         report: dict = {}

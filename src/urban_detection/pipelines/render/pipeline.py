@@ -2,6 +2,9 @@
 
 One namespace per experiment of ``train.experiments`` (as in train and evaluate):
 ``<name>.export`` -> ``render_<name>`` -> ``<name>.video`` (MP4) and ``<name>.render_info``.
+The node also takes ``<name>.config`` (from the train pipeline's config node, which
+pipeline_registry adds) and the trips and split manifest, to refuse an export that the
+current config and data did not make.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     branches = Pipeline([])
     for name in selection.experiments():
         branches += pipeline(
-            [node(make_render_node(name), ["export", "trips", "split_manifest", "params:render",
+            [node(make_render_node(name), ["export", "config", "trips", "split_manifest", "params:render",
                                            "params:ingest.source_dir"],
                   ["video", "render_info"], name="render")],
             namespace=name,

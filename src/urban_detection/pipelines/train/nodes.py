@@ -2,7 +2,7 @@
 
 ``resolve_configs`` validates every selected experiment before any training starts.
 ``make_train_node(name)`` builds the training node of one experiment's namespace: it
-fingerprints the config and the training data, trains into the checkpoint folder of
+fingerprints the config, the training data and the val (selection) frames, trains into the checkpoint folder of
 that fingerprint (resuming an interrupted run, starting a new model when anything
 changed) and returns the trained detector with its provenance.
 """
@@ -15,9 +15,9 @@ import pandas as pd
 
 from urban_detection.detection.checkpoints import CheckpointStore
 from urban_detection.detection.config import resolve_experiments
-from urban_detection.detection.provenance import provenance, short
+from urban_detection.detection.provenance import model_provenance, short
 from urban_detection.detection.trained import TrainedDetector
-from urban_detection.waymo.trips import Trips, data_fingerprint
+from urban_detection.waymo.trips import Trips
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ def make_train_node(name: str) -> Callable:
 
         if config.get("parent") and parent is None:
             raise ValueError(f"experiment {name!r} fine-tunes from {config['parent']!r}, which has no trained model")
-        record = provenance(config, data_fingerprint(trips, split_manifest, "train"),
-                            parent.provenance if parent is not None else None)
+        record = model_provenance(config, trips, split_manifest, parent.provenance if parent is not None else None)
         fp = record["fingerprint"]
         known = checkpoints.fingerprints()
         if short(fp) in known:

@@ -1,0 +1,246 @@
+"""Trip bootstrap of the COCO metrics: every draw recomputed exactly, cheaply.
+
+Frames of one trip are near-duplicates, so the unit of independence is the trip: a draw
+resamples a split's trips with replacement (a trip drawn twice counts twice) and the
+metrics are those pycocotools would give on the drawn frames. They are not averages of
+per-trip APs: COCO pools every detection of the split before ranking by score.
+
+The cheap exact way: pycocotools' ``evaluate()`` matches each image once per class, area
+range and IoU threshold (``evalImgs``), and ``accumulate()`` only concatenates those
+matches, sorts them by score and counts. A draw changes how often each trip's matches
+count, never the matches, so each draw is a weighted count over one global ranking:
+the trip's multiplicity is the weight of each of its detections and ground-truth boxes.
+The weighted cumulative counts at the true positives are the same numbers pycocotools
+computes on the repeated frames (repeated detections are adjacent in its ranking and
+only lower the precision it then takes the upper envelope of), so the metrics agree with
+pycocotools on the repeated frames to rounding (tested). One caveat: detections of one
+frame with exactly the same score are ranked by record order in pycocotools, so a repeated
+frame's tied boxes interleave there; the bootstrap keeps a box's copies together. Scores of
+a real detector practically never tie within a frame.
+
+:func:`trip_draws` makes the draws; :func:`coco_draw_metrics` gives every draw's COCO
+numbers (maxDets 100): mAP, AP50, AP75, AR@100 and per-class AP and AP50, over all
+objects and per COCO size (``... (small)``; COCO's own size metrics are among them). :mod:`.intervals` turns draws into intervals and paired differences.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from urban_detection.detection.coco import PER_CLASS_AP, PER_CLASS_AP50, SUMMARY_METRICS
+
+_EPS = np.spacing(1)  # pycocotools' guard in precision = tp / (tp + fp + eps)
+MAP, AP50, AP75, AR100 = SUMMARY_METRICS[0], SUMMARY_METRICS[1], SUMMARY_METRICS[2], SUMMARY_METRICS[8]
+SIZES = ("small", "medium", "large")  # COCO's area ranges (< 32², < 96², larger, in image pixels)
+COCO_DRAW_METRICS: tuple[str, ...] = (*SUMMARY_METRICS[:6], *SUMMARY_METRICS[8:])
+
+
+def sized(metric: str, size: str) -> str:
+    """The name of ``metric`` on objects of one COCO size: ``DetectionBoxes_Precision/mAP (small)``, as
+    COCO's own size metrics are named (``all``: the metric itself)."""
+    return metric if size == "all" else f"{metric} ({size})"
+
+
+def trip_draws(n_trips: int, draws: int, seed: int) -> np.ndarray:
+    """``(draws, n_trips)`` multiplicities: each row draws ``n_trips`` trips with replacement."""
+    if n_trips < 1 or draws < 1:
+        raise ValueError(f"a bootstrap needs at least one trip and one draw (got {n_trips} trips, {draws} draws)")
+    picks = np.random.default_rng(seed).integers(0, n_trips, size=(draws, n_trips))
+    counts = np.zeros((draws, n_trips), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(draws), n_trips), picks.ravel()), 1)
+    return counts
+
+
+class TripCounts(NamedTuple):
+    """One class, area range and IoU threshold of a split, ranked as ``accumulate()`` ranks detections:
+    at each true positive (in rank order), how many true and false positives each trip has
+    ranked so far. Every draw's counts there are these weighted by the trips' multiplicities."""
+
+    true_positives: np.ndarray   # (n_trips, P) cumulative per trip, at the P true positives
+    false_positives: np.ndarray  # (n_trips, P)
+
+
+class RankedMatches(NamedTuple):
+    """One class and area range: :class:`TripCounts` per IoU threshold and the ground truth per trip."""
+
+    per_threshold: list[TripCounts]
+    ground_truth: np.ndarray  # (n_trips,) not-ignored ground-truth boxes per trip
+
+
+def _trip_counts(trip: np.ndarray, true_positive: np.ndarray, false_positive: np.ndarray, n_trips: int) -> TripCounts:
+    at = np.flatnonzero(true_positive)  # pycocotools' precision envelope peaks only at true positives
+    fp_at = np.flatnonzero(false_positive)
+    tp = np.zeros((n_trips, at.size))
+    fp = np.zeros((n_trips, at.size))
+    for t in range(n_trips):  # memory (n_trips, P), never (n_trips, detections)
+        tp[t] = np.searchsorted(at[trip[at] == t], at, side="right")
+        fp[t] = np.searchsorted(fp_at[trip[fp_at] == t], at, side="right")
+    return TripCounts(tp, fp)
+
+
+def ranked_matches(ev: Any, trip_of_image: Mapping[int, int], n_trips: int) -> dict[tuple[int, str], RankedMatches]:
+    """Per ``(category id, area label)``: the matches of an evaluated ``COCOeval`` (``evaluate()`` run),
+    ranked by descending score, ties in image order (stable, as pycocotools), counted per trip.
+    ``trip_of_image`` maps every image id to a trip index."""
+    p = ev.params
+    n_img, n_area, max_det, n_t = len(p.imgIds), len(p.areaRng), p.maxDets[-1], len(p.iouThrs)
+    out = {}
+    for k, cat in enumerate(p.catIds):
+        for a, label in enumerate(p.areaRngLbl):
+            first = (k * n_area + a) * n_img
+            entries = [(trip_of_image[int(img)], e) for img, e in zip(p.imgIds, ev.evalImgs[first:first + n_img]) if e]
+            gt = np.zeros(n_trips, dtype=np.int64)
+            for trip, e in entries:
+                gt[trip] += int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+            scores = np.concatenate([np.asarray(e["dtScores"][:max_det], float) for _, e in entries] or [np.zeros(0)])
+            order = np.argsort(-scores, kind="mergesort")
+            trips = np.concatenate([np.full(min(len(e["dtScores"]), max_det), t, np.int64) for t, e in entries]
+                                   or [np.zeros(0, np.int64)])[order]
+            matched = np.concatenate([e["dtMatches"][:, :max_det] for _, e in entries] or [np.zeros((n_t, 0))], axis=1)
+            ignored = np.concatenate([e["dtIgnore"][:, :max_det] for _, e in entries] or [np.zeros((n_t, 0))], axis=1)
+            matched, ignored = matched[:, order] != 0, ignored[:, order] != 0
+            per_t = [_trip_counts(trips, matched[t] & ~ignored[t], ~matched[t] & ~ignored[t], n_trips)
+                     for t in range(n_t)]
+            out[(int(cat), label)] = RankedMatches(per_t, gt)
+    return out
+
+
+def _first_reaching(tp: np.ndarray, npig: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
+    """Per row of ``tp`` ``(B, P)`` (cumulative true positives, non-decreasing integers) and recall threshold:
+    the first position whose recall ``tp / npig`` is at least the threshold (``P`` if none), exactly as
+    pycocotools' ``searchsorted(recall, thresholds, side="left")``, for all rows at once: recall >= thr is
+    ``tp >= m`` for the least integer ``m`` with ``m / npig >= thr`` (float division, as pycocotools)."""
+    n_rows, n_pos = tp.shape
+    n = np.maximum(npig, 1).astype(np.float64)[:, None]
+    m = np.ceil(rec_thrs[None, :] * n)
+    m = np.where((m - 1) / n >= rec_thrs, m - 1, m)  # rounding of thr * n, both ways
+    m = np.where(m / n < rec_thrs, m + 1, m)
+    big = float(tp.max(initial=0) + m.max(initial=0) + 1)  # rows stacked apart, still exact integers
+    offsets = np.arange(n_rows, dtype=np.float64)[:, None] * big
+    flat = (tp + offsets).ravel()
+    return np.searchsorted(flat, (m + offsets).ravel(), side="left").reshape(n_rows, -1) - np.arange(n_rows)[:, None] * n_pos
+
+
+def _precision_recall(m: RankedMatches, weights: np.ndarray, rec_thrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``precision (B, T, R)`` and ``recall (B, T)`` of one class and area for each row of ``weights``
+    (``(B, n_trips)`` multiplicities); -1 where the draw holds no ground truth, as pycocotools."""
+    n_draws, n_t = weights.shape[0], len(m.per_threshold)
+    precision = np.zeros((n_draws, n_t, len(rec_thrs)))
+    recall = np.zeros((n_draws, n_t))
+    npig = weights @ m.ground_truth
+    w = weights.astype(np.float64)
+    rows = np.arange(n_draws)[:, None]
+    for t, counts in enumerate(m.per_threshold):
+        n_pos = counts.true_positives.shape[1]
+        if n_pos == 0:
+            continue
+        tp, fp = w @ counts.true_positives, w @ counts.false_positives  # (B, P): exact, integers in float64
+        pr = tp / (fp + tp + _EPS)
+        envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall[:, t] = tp[:, -1] / npig
+        idx = _first_reaching(tp, npig, rec_thrs)
+        precision[:, t] = np.where(idx < n_pos, envelope[rows, np.minimum(idx, n_pos - 1)], 0.0)
+    none = npig == 0
+    precision[none], recall[none] = -1.0, -1.0
+    return precision, recall
+
+
+def _mean_defined(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    defined = values > -1
+    total = np.where(defined, values, 0.0).sum(axis=axes)
+    count = defined.sum(axis=axes)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
+
+
+def coco_draw_metrics(ev: Any, ranked: Mapping[tuple[int, str], RankedMatches], weights: np.ndarray,
+                      class_names: Mapping[int, str], chunk: int = 250) -> dict[str, np.ndarray]:
+    """Every draw's COCO numbers, NaN where undefined: mAP, AP50, AP75, AR@100, per-class AP and AP50,
+    over all objects and per size (:func:`sized` names; ``COCO_DRAW_METRICS`` are among them).
+
+    ``ev`` is a ``COCOeval`` after ``evaluate()`` and ``ranked`` its :func:`ranked_matches`; ``weights``
+    the ``(draws, n_trips)`` multiplicities (:func:`trip_draws`; a row of ones gives pycocotools' own
+    numbers, zeros leave trips out); ``class_names`` maps category ids to names. Draws are processed
+    ``chunk`` at a time to bound memory."""
+    p = ev.params
+    rec_thrs = np.asarray(p.recThrs, dtype=np.float64)
+    t50 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.5))[0])
+    t75 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.75))[0])
+    cats = [int(c) for c in p.catIds]
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, weights.shape[0], chunk):
+        w = weights[start:start + chunk]
+        for label in p.areaRngLbl:
+            if label not in ("all", *SIZES):
+                continue
+            parts = [_precision_recall(ranked[(c, label)], w, rec_thrs) for c in cats]
+            precision = np.stack([pr for pr, _ in parts], axis=2)   # (B, T, K, R)
+            recall = np.stack([rc for _, rc in parts], axis=2)      # (B, T, K)
+            numbers = {MAP: _mean_defined(precision, (1, 2, 3)), AR100: _mean_defined(recall, (1, 2)),
+                       AP50: _mean_defined(precision[:, t50], (1, 2)), AP75: _mean_defined(precision[:, t75], (1, 2))}
+            for k, cat in enumerate(cats):
+                name = class_names.get(cat, str(cat))
+                numbers[PER_CLASS_AP.format(name)] = _mean_defined(precision[:, :, k], (1, 2))
+                numbers[PER_CLASS_AP50.format(name)] = _mean_defined(precision[:, t50, k], (1,))
+            for key, value in numbers.items():
+                key = sized(key, label)
+                out.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in out.items()}
+
+
+def trip_index(gt_frames: Sequence[Mapping[str, Any]], trip_of: Any) -> tuple[list[str], dict[int, int]]:
+    """The split's trips (sorted names) and each frame's trip index; ``trip_of(frame) -> trip name``."""
+    names = {int(f["image_id"]): str(trip_of(f)) for f in gt_frames}
+    trips = sorted(set(names.values()))
+    position = {t: i for i, t in enumerate(trips)}
+    return trips, {img: position[t] for img, t in names.items()}
+
+
+def trip_sums(per_frame: np.ndarray, frame_trip: np.ndarray, n_trips: int) -> np.ndarray:
+    """Rows of ``per_frame`` (one per frame) summed per trip: ``(n_trips, ...)``."""
+    out = np.zeros((n_trips, *np.shape(per_frame)[1:]), dtype=np.float64)
+    np.add.at(out, frame_trip, per_frame)
+    return out
+
+
+class WaymoTripCounts(NamedTuple):
+    """One class's Waymo-style matches summed per trip, at each score cutoff."""
+
+    true_positives: np.ndarray   # (n_trips, cutoffs)
+    false_positives: np.ndarray  # (n_trips, cutoffs)
+    ground_truth: np.ndarray     # (n_trips,)
+
+
+def waymo_trip_counts(gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequence[Mapping[str, Any]],
+                      frame_trip: np.ndarray, n_trips: int, matcher: str = "hungarian") -> dict[int, WaymoTripCounts]:
+    """Per label: each frame matched once per score cutoff (:func:`~.waymo_ap.frame_counts`), summed per
+    trip. ``frame_trip`` is the trip index of each ground-truth frame, in order."""
+    from urban_detection.detection.waymo_ap import frame_counts
+    from urban_detection.waymo.example import LABEL_MAP
+
+    out = {}
+    for label in LABEL_MAP:
+        counts = frame_counts(gt_frames, det_frames, label, matcher=matcher)
+        out[label] = WaymoTripCounts(trip_sums(counts.true_positives, frame_trip, n_trips),
+                                     trip_sums(counts.false_positives, frame_trip, n_trips),
+                                     trip_sums(counts.num_ground_truth, frame_trip, n_trips))
+    return out
+
+
+def waymo_draw_metrics(counts: Mapping[int, WaymoTripCounts], weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every draw's Waymo-style AP per class and ``Waymo2D/mAP`` (mean of the defined classes): a draw
+    only re-weights the per-trip counts of :func:`waymo_trip_counts`."""
+    from urban_detection.detection.waymo_ap import MAP_KEY, ap_from_totals, ap_key
+
+    out: dict[str, np.ndarray] = {}
+    for label, c in counts.items():
+        tp, fp, gt = weights @ c.true_positives, weights @ c.false_positives, weights @ c.ground_truth
+        out[ap_key(label)] = np.array([ap_from_totals(tp[b], fp[b], int(gt[b])) for b in range(len(weights))])
+    per_class = np.stack(list(out.values()), axis=1)
+    defined = np.isfinite(per_class)
+    total = np.where(defined, per_class, 0.0).sum(axis=1)
+    out[MAP_KEY] = np.divide(total, defined.sum(axis=1), out=np.full(len(weights), np.nan),
+                             where=defined.sum(axis=1) > 0)
+    return out

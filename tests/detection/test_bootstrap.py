@@ -1,0 +1,144 @@
+"""detection/bootstrap.py: every trip draw's COCO numbers equal pycocotools on the drawn (repeated) frames."""
+import math
+
+import numpy as np
+import pytest
+
+from urban_detection.detection.bootstrap import (
+    AP50,
+    COCO_DRAW_METRICS,
+    coco_draw_metrics,
+    ranked_matches,
+    sized,
+    trip_draws,
+    trip_index,
+)
+from urban_detection.detection.coco import (
+    PER_CLASS_AP,
+    PER_CLASS_AP50,
+    coco_eval,
+    coco_metrics,
+    to_coco_detections,
+    to_coco_ground_truth,
+)
+from urban_detection.waymo.example import CLASS_NAMES, LABEL_MAP
+
+LABELS = np.array(sorted(LABEL_MAP))
+
+
+def random_split(seed: int, trips: int = 5, frames: int = 4, ties: bool = False):
+    """Ground truth and detections of ``trips`` trips: jittered copies of the boxes (some missed), false
+    positives, boxes of every COCO size at 640 px; scores continuous, or with ``ties`` on a coarse grid
+    (the same scores in many frames)."""
+    rng = np.random.default_rng(seed)
+    gt_frames, det_frames = [], []
+    for t in range(trips):
+        hard = rng.uniform(0.0, 0.6)  # trips differ: some are much harder than others
+        for f in range(frames):
+            n = int(rng.integers(0, 8))
+            size = rng.choice([0.03, 0.1, 0.3], size=n) * rng.uniform(0.5, 1.5, size=n)
+            y, x = rng.uniform(0, 0.7, size=(2, n))
+            boxes = np.stack([y, x, y + size, x + size * rng.uniform(0.5, 2, n)], axis=1).clip(0, 1)
+            labels = rng.choice(LABELS, size=n, p=[0.6, 0.3, 0.1])
+            image_id = len(gt_frames) + 1
+            gt_frames.append({"image_id": image_id, "source_id": f"trip{t}_{f}", "height": 640, "width": 640,
+                              "path": f"/x/trip{t}.tfrecord", "boxes": boxes.astype(np.float32), "labels": labels})
+            found = rng.uniform(size=n) > hard
+            jitter = rng.normal(0, 0.02, size=(n, 4)) * size[:, None]
+            det_boxes = [boxes[found] + jitter[found]]
+            det_labels = [np.where(rng.uniform(size=n) < 0.9, labels, rng.choice(LABELS, size=n))[found]]
+            fp = int(rng.integers(0, 6))
+            y, x = rng.uniform(0, 0.8, size=(2, fp))
+            det_boxes.append(np.stack([y, x, y + 0.1, x + 0.15], axis=1))
+            det_labels.append(rng.choice(LABELS, size=fp))
+            k = sum(len(b) for b in det_labels)
+            scores = rng.uniform(0.05, 1.0, size=k)
+            if ties:  # across frames only: within a frame pycocotools' order of tied boxes is the record order
+                scores = np.round(scores * 5) / 5 + 0.001 * np.arange(k)
+            det_frames.append({"image_id": image_id, "height": 640, "width": 640,
+                               "boxes": np.concatenate(det_boxes).clip(0, 1).astype(np.float32),
+                               "labels": np.concatenate(det_labels), "scores": scores.astype(np.float32)})
+    return gt_frames, det_frames
+
+
+def repeated(gt_frames, det_frames, counts, trip_of_image):
+    """The frames of a draw: each frame as many times as its trip was drawn, copies adjacent, new ids."""
+    gt_out, det_out = [], []
+    for g, d in zip(gt_frames, det_frames):
+        for _ in range(int(counts[trip_of_image[g["image_id"]]])):
+            image_id = len(gt_out) + 1
+            gt_out.append({**g, "image_id": image_id})
+            det_out.append({**d, "image_id": image_id})
+    return gt_out, det_out
+
+
+def pycocotools_metrics(gt_frames, det_frames):
+    """pycocotools' summary numbers, and AP50 per size from its accumulated precision."""
+    gt = to_coco_ground_truth(gt_frames)
+    dets = to_coco_detections(det_frames, gt)
+    metrics = coco_metrics(gt, dets)
+    precision = coco_eval(gt, dets).eval["precision"]  # [T, R, K, A, M]
+    for a, size in enumerate(("small", "medium", "large"), start=1):
+        p = precision[0, :, :, a, -1]
+        metrics[sized(AP50, size)] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    return metrics
+
+
+def draw_metrics(gt_frames, det_frames, weights):
+    trips, trip_of_image = trip_index(gt_frames, lambda f: f["path"])
+    gt = to_coco_ground_truth(gt_frames)
+    ev = coco_eval(gt, to_coco_detections(det_frames, gt))
+    names = {i: LABEL_MAP[i] for i in LABEL_MAP}
+    ranked = ranked_matches(ev, trip_of_image, len(trips))
+    return coco_draw_metrics(ev, ranked, weights, names, chunk=3), trip_of_image
+
+
+def assert_same(expected: dict, got: dict, row: int):
+    keys = [*COCO_DRAW_METRICS, *(sized(AP50, s) for s in ("small", "medium", "large")),
+            *(PER_CLASS_AP.format(c) for c in CLASS_NAMES),
+            *(PER_CLASS_AP50.format(c) for c in CLASS_NAMES)]
+    for key in keys:
+        e, g = expected[key], float(got[key][row])
+        if math.isnan(e):
+            assert math.isnan(g), (key, e, g)
+        else:
+            assert abs(e - g) <= 1e-9, (key, e, g)
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, True)])
+def test_each_draw_equals_pycocotools_on_the_drawn_frames(seed, ties):
+    gt_frames, det_frames = random_split(seed, ties=ties)
+    weights = trip_draws(5, 7, seed=seed)
+    weights[0] = 1  # the plain evaluation
+    weights[1] = [2, 0, 0, 3, 0]
+    got, trip_of_image = draw_metrics(gt_frames, det_frames, weights)
+    plain = pycocotools_metrics(gt_frames, det_frames)
+    assert plain == pytest.approx({**plain, **{k: float(v[0]) for k, v in got.items() if k in plain}},
+                                  abs=1e-12, nan_ok=True)
+    assert {sized(AP50, "small"), sized(PER_CLASS_AP.format("cyclist"), "large")} <= set(got)
+    for row, counts in enumerate(weights):
+        assert_same(pycocotools_metrics(*repeated(gt_frames, det_frames, counts, trip_of_image)), got, row)
+
+
+def test_a_draw_without_a_class_leaves_it_undefined():
+    gt_frames, det_frames = random_split(3, trips=3, frames=2)
+    for g in gt_frames[:2]:  # trip 0 alone holds the cyclists
+        g["labels"] = np.where(np.arange(len(g["labels"])) == 0, 4, g["labels"])
+    for g in gt_frames[2:]:
+        g["labels"] = np.where(g["labels"] == 4, 1, g["labels"])
+    weights = np.array([[0, 2, 1], [1, 1, 1]])
+    got, trip_of_image = draw_metrics(gt_frames, det_frames, weights)
+    assert math.isnan(got[PER_CLASS_AP.format("cyclist")][0])
+    assert not math.isnan(got[PER_CLASS_AP.format("cyclist")][1])
+    for row, counts in enumerate(weights):
+        assert_same(pycocotools_metrics(*repeated(gt_frames, det_frames, counts, trip_of_image)), got, row)
+
+
+def test_trip_draws_are_fixed_by_the_seed_and_resample_trips():
+    a, b, c = trip_draws(6, 200, seed=1), trip_draws(6, 200, seed=1), trip_draws(6, 200, seed=2)
+    assert a.shape == (200, 6) and (a.sum(axis=1) == 6).all()
+    assert (a == b).all() and not (a == c).all()
+    assert (a == 0).any() and (a >= 2).any()  # with replacement: some trips left out, some twice
+    assert abs(a.mean() - 1.0) < 1e-12
+    with pytest.raises(ValueError, match="at least one trip"):
+        trip_draws(0, 10, seed=0)
