@@ -4,7 +4,8 @@ the current one, one after the other in one run of this script, each from an emp
 Each side is a ``git archive`` of its commit in a temporary folder (``HEAD`` for the current
 side: commit first), run as ``kedro run`` with that tree's ``src/`` first on ``PYTHONPATH`` and
 the project's ``.venv`` (both sides must install with the same dependencies). Prints each wall
-time, the ratio current / baseline, and each run's evaluation frames and test quality.
+time, the ratio current / baseline, and each run's evaluation trips, frames and quality (with the
+95% trip-bootstrap interval of mAP@.50IOU where the run computed one).
 
     ./dev.sh python benchmarks/default_run.py --baseline 8c52ec9 [--current HEAD] [--keep DIR]
 
@@ -52,12 +53,16 @@ def run_default(project: Path, log_file: Path) -> float:
 
 
 def quality(project: Path) -> dict:
-    """Frames and headline numbers of every experiment's metrics.json."""
+    """Trips, frames, headline numbers and (when the run made them) their 95% trip-bootstrap intervals
+    from every experiment's metrics.json."""
     out = {}
     for file in sorted((project / "data" / "08_reporting").glob("*/metrics.json")):
         doc = json.loads(file.read_text())
         out[doc.get("experiment", file.parent.name)] = {
-            split: {"frames": s.get("frames"), "mAP": s["metrics"].get(MAP), "mAP@.50IOU": s["metrics"].get(MAP50)}
+            split: {"trips": s.get("trips"), "frames": s.get("frames"), "mAP": s["metrics"].get(MAP),
+                    "mAP@.50IOU": s["metrics"].get(MAP50),
+                    "mAP@.50IOU ci95": [((s.get("bootstrap") or {}).get("intervals") or {}).get(MAP50, {}).get(k)
+                                        for k in ("low", "high")]}
             for split, s in (doc.get("splits") or {}).items()}
     return out
 
@@ -90,8 +95,10 @@ def main() -> int:
     for side in ("baseline", "current"):
         for exp, splits in results[side]["quality"].items():
             for split, q in splits.items():
-                print(f"  {side:8s} {exp} {split}: {q['frames']} frames, mAP {q['mAP']:.4f}, "
-                      f"mAP@.50IOU {q['mAP@.50IOU']:.4f}")
+                low, high = q.get("mAP@.50IOU ci95") or (None, None)
+                ci = f" [{low:.4f}, {high:.4f}] (width {high - low:.4f})" if low is not None else ""
+                print(f"  {side:8s} {exp} {split}: {q.get('trips')} trips, {q['frames']} frames, mAP {q['mAP']:.4f}, "
+                      f"mAP@.50IOU {q['mAP@.50IOU']:.4f}{ci}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

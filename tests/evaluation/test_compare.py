@@ -1,5 +1,6 @@
 """pipelines/evaluate/compare.py: intervals in every output, paired verdicts that find a built-in difference
 and none between identical detections, val labelled as the selection set."""
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,16 +56,26 @@ def experiment(name: str, gts, dets):
     return doc, draws
 
 
-def test_paired_verdicts_find_a_built_in_difference_and_none_between_identical_detections():
+def test_paired_verdicts_find_a_built_in_difference_and_none_between_identical_detections(tmp_path):
     gts, dets = split_records()
     worse = with_false_positives(gts, dets, trips=set(range(0, 12, 2)))
     docs = [experiment("a", gts, dets), experiment("same", gts, dets), experiment("fp", gts, worse)]
-    table, md, _, _, headline, _ = compare_experiments({"splits": ["test"]}, *[d for d, _ in docs],
-                                                       *[t for _, t in docs])
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("compare")  # this store's own experiment, whatever an earlier test left active
+    try:
+        with mlflow.start_run() as run:  # the kedro run's, as kedro-mlflow opens it
+            table, md, _, _, headline, _ = compare_experiments({"splits": ["test"]}, *[d for d, _ in docs],
+                                                               *[t for _, t in docs])
+        logged = mlflow.tracking.MlflowClient().get_run(run.info.run_id).data.metrics
+    finally:
+        mlflow.set_tracking_uri(None)
     row = table[(table.split == "test") & (table.metric == AP50)].iloc[0]
     assert row["same verdict"] == "not distinguishable" and row["same - a"] == 0.0
     assert row["same - a ci95_low"] == 0.0 == row["same - a ci95_high"]
     assert row["fp verdict"] == "worse" and row["fp - a ci95_high"] < 0
+    key = "paired/test/fp/DetectionBoxes_Precision/mAP_at_.50IOU"
+    assert logged[f"{key}/difference"] == pytest.approx(row["fp - a"])
+    assert logged[f"{key}/ci95_high"] == pytest.approx(row["fp - a ci95_high"])
     assert row["fp"] < row["a"] and row["a ci95_low"] <= row["a"] <= row["a ci95_high"]
     assert row["a ci95_low"] < row["a ci95_high"]  # 12 trips of different frames: a real interval
     assert "## test: difference from a (paired trip bootstrap)" in md and "**worse**" in md

@@ -237,7 +237,7 @@ def waymo_draw_metrics(counts: Mapping[int, WaymoTripCounts], weights: np.ndarra
     out: dict[str, np.ndarray] = {}
     for label, c in counts.items():
         tp, fp, gt = weights @ c.true_positives, weights @ c.false_positives, weights @ c.ground_truth
-        out[ap_key(label)] = np.array([ap_from_totals(tp[b], fp[b], int(gt[b])) for b in range(len(weights))])
+        out[ap_key(label)] = np.array([ap_from_totals(tp[b], fp[b], gt[b]) for b in range(len(weights))])
     per_class = np.stack(list(out.values()), axis=1)
     defined = np.isfinite(per_class)
     total = np.where(defined, per_class, 0.0).sum(axis=1)

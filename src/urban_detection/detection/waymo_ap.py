@@ -81,8 +81,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from urban_detection.waymo.example import LABEL_MAP
 
@@ -253,14 +251,25 @@ def _hungarian_gains(iou: np.ndarray, scores: np.ndarray, threshold: float) -> n
         gains[rows] = 1
         return gains
     n_rows = len(rows)
-    r, c = np.nonzero(sub)
-    graph = coo_matrix((np.ones(len(r)), (r, n_rows + c)), shape=(n_rows + len(cols),) * 2)
-    n_groups, group = connected_components(graph, directed=False)
-    row_group, col_group = group[:n_rows], group[n_rows:]
+    parent = list(range(n_rows + len(cols)))  # union-find over detections 0.. and ground truth n_rows..
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for r, c in zip(*np.nonzero(sub)):
+        a, b = find(int(r)), find(n_rows + int(c))
+        if a != b:
+            parent[b] = a
+    groups: dict[int, tuple[list[int], list[int]]] = {}
+    for i in range(n_rows):  # ascending, so each group's detections are in score order
+        groups.setdefault(find(i), ([], []))[0].append(i)
+    for j in range(len(cols)):
+        groups[find(n_rows + j)][1].append(j)
     weights = _assignment_weights(iou[np.ix_(rows, cols)], threshold, len(cols))
-    for g in range(n_groups):
-        g_rows = np.flatnonzero(row_group == g)  # ascending, so in score order
-        g_cols = np.flatnonzero(col_group == g)
+    for g_rows, g_cols in groups.values():
         if len(g_rows) == 1 or len(g_cols) == 1:
             gains[rows[g_rows[0]]] += 1
             continue

@@ -66,9 +66,28 @@ def compare_experiments(params: dict, *docs_and_draws):
     paired = paired_table(docs, draws, reference, [s for s in splits if s != SELECTION_SPLIT])
     notes = _notes(docs, skipped, reference)
     markdown = comparison_document(table, docs, paired, reference, notes)
+    _log_paired(paired)
     log.info("comparison of %d experiment(s): %s", len(docs), ", ".join(d["experiment"] for d in docs) or "none")
     return (comparison_csv(table, docs, paired), markdown, comparison_figure(table), pr_comparison_figure(curves),
             headline_table(docs), paired_figure(paired))
+
+
+def _log_paired(paired: pd.DataFrame) -> None:
+    """The paired differences of the whole splits as metrics of the active MLflow run (the kedro run's):
+    ``paired/<split>/<experiment>/<metric>/difference|ci95_low|ci95_high``."""
+    import mlflow
+
+    from urban_detection.tracking import log_metrics
+
+    rows = paired[paired["slice"] == "all"] if len(paired) else paired
+    if mlflow.active_run() is None or rows.empty:
+        return
+    numbers = {}
+    for r in rows.itertuples():
+        key = f"paired/{r.split}/{r.experiment}/{r.metric}"
+        numbers.update({f"{key}/difference": r.difference, f"{key}/ci95_low": r.ci95_low,
+                        f"{key}/ci95_high": r.ci95_high})
+    log_metrics(numbers)
 
 
 def reference_experiment(params: dict, docs: list[dict]) -> str | None:

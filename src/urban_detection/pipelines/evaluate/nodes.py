@@ -83,6 +83,7 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
     from urban_detection.detection.evaluate import evaluate_detections, json_safe
     from urban_detection.detection.predict import evaluation_losses, predict_split
     from urban_detection.detection.report import example_figures, short_metric_name
+    from urban_detection.detection.errors import error_gallery
     from urban_detection.detection.slices import trip_slices
 
     model, name, size = trained.model, trained.name, trained.image_size
@@ -157,11 +158,16 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
             shown = example_figures(gt_frames, det_frames, int(examples.get("count", 4)),
                                     float(examples.get("score_threshold", 0.3)), title_prefix=f"{name} {split}: ")
             figures.update({f"{split}_{k}": fig for k, fig in shown.items()})
+            trip_info = conditions.set_index("trip")[[c for c in ("time_of_day", "weather") if c in conditions]]
+            gallery = error_gallery(gt_frames, det_frames, threshold, int(examples.get("count", 4)),
+                                    trip_info.to_dict("index"), title_prefix=f"{name} {split}: ")
+            figures.update({f"{split}_{k}": fig for k, fig in gallery.items()})
         doc["splits"][split] = split_doc
-        log.info("experiment %s %s (%d frames, %d trips): %s; loss %.4f; inference %.1fs, COCO %.1fs",
+        log.info("experiment %s %s (%d frames, %d trips): %s; loss %.4f; inference %.1fs, COCO %.1fs, bootstrap %.1fs",
                  name, split, len(gt_frames), len(paths), ", ".join(
                      f"{short_metric_name(k)} {format_metric(split_doc, k)}" for k in HEADLINE[:3]),
-                 losses["loss/total"], inference_s, result["coco_seconds"])
+                 losses["loss/total"], inference_s, split_doc["timing"]["coco_s"],
+                 split_doc["timing"].get("bootstrap_s", 0.0))
     summary = trained.summary or {}
     best = summary.get("best") or {}
     doc.update(best=best, last_step=summary.get("last_step"))
