@@ -142,3 +142,30 @@ def test_trip_draws_are_fixed_by_the_seed_and_resample_trips():
     assert abs(a.mean() - 1.0) < 1e-12
     with pytest.raises(ValueError, match="at least one trip"):
         trip_draws(0, 10, seed=0)
+
+
+def test_split_bootstrap_slices_and_trips_equal_pycocotools_on_their_own_frames():
+    from urban_detection.detection.split_bootstrap import bootstrap_split
+    from urban_detection.detection.waymo_ap import MAP_KEY, waymo_metrics
+
+    gt_frames, det_frames = random_split(4, trips=6, frames=3)
+    gt = to_coco_ground_truth(gt_frames)
+    ev = coco_eval(gt, to_coco_detections(det_frames, gt))
+    ev.accumulate()
+    slices = {"odd": ["trip1", "trip3", "trip5"], "none": ["trip9"]}
+    boot = bootstrap_split(ev, gt_frames, det_frames, draws=50, seed=1, slices=slices)
+    assert boot["trips"] == [f"trip{i}" for i in range(6)] and set(boot["slices"]) == {"odd"}  # empty slice dropped
+
+    def own(trips):
+        keep = [i for i, g in enumerate(gt_frames) if g["path"].split("/")[-1].split(".")[0] in trips]
+        gts, dets = [gt_frames[i] for i in keep], [det_frames[i] for i in keep]
+        return {**pycocotools_metrics(gts, dets), MAP_KEY: waymo_metrics(gts, dets)[MAP_KEY]}
+
+    for expected, got in ((own(boot["trips"]), boot["point"]), (own(slices["odd"]), boot["slices"]["odd"]["metrics"]),
+                          (own(["trip2"]), boot["per_trip"]["trip2"])):
+        for key in (*COCO_DRAW_METRICS, sized(AP50, "small"), MAP_KEY):
+            e, g = expected[key], got[key]
+            assert (math.isnan(e) and math.isnan(g)) or abs(e - g) <= 1e-9, (key, e, g)
+    ci = boot["slices"]["odd"]["intervals"][AP50]
+    assert ci["low"] <= boot["slices"]["odd"]["metrics"][AP50] <= ci["high"]
+    assert len(boot["values"][AP50]) == 50

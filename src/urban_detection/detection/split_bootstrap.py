@@ -63,6 +63,7 @@ def bootstrap_split(ev: Any, gt_frames: Sequence[Mapping[str, Any]], det_frames:
     if n < MIN_TRIPS:
         log.warning("bootstrap over %d trip(s): the intervals are rough (the trip is the unit of independence)", n)
     values = metrics(trip_draws(n, int(draws), int(seed)))
+    point = {k: float(v[0]) for k, v in metrics(np.ones((1, n), dtype=np.int64)).items()}
     per_trip = metrics(np.eye(n, dtype=np.int64))
     out_slices = {}
     for name, members in (slices or {}).items():
@@ -78,7 +79,8 @@ def bootstrap_split(ev: Any, gt_frames: Sequence[Mapping[str, Any]], det_frames:
         out_slices[name] = {"trips": [trips[i] for i in idx],
                             "metrics": {k: float(v[0]) for k, v in metrics(once).items()},
                             "values": slice_values, "intervals": intervals(slice_values, level)}
-    return {"trips": trips, "draws": int(draws), "seed": int(seed), "level": float(level), "values": values,
+    return {"trips": trips, "draws": int(draws), "seed": int(seed), "level": float(level), "point": point,
+            "values": values,
             "intervals": intervals(values, level), "slices": out_slices,
             "per_trip": {t: {k: float(v[i]) for k, v in per_trip.items()} for i, t in enumerate(trips)},
             "seconds": time.perf_counter() - start}

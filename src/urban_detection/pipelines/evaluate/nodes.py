@@ -211,7 +211,7 @@ def _bootstrap_outputs(split: str, result: dict, gt_frames: list, conditions: pd
               for name, s in boot["slices"].items()]
     tables["draws"] += draws
     frames = pd.Series([frame_trip(f) for f in gt_frames]).value_counts().to_dict()
-    rows = slice_rows(split, result["metrics"], boot, frames)
+    rows = slice_rows(split, {**boot["point"], **result["metrics"]}, boot, frames)
     tables["slices"] += rows
     tables["per_trip"] += per_trip_rows(split, boot, gt_frames, frame_trip, conditions[conditions["split"] == split])
     return slice_figure(pd.DataFrame(rows), title=f"{split}: 95% trip-bootstrap intervals per slice")
