@@ -13,5 +13,6 @@ class ExperimentSelectionHooks:
 
         from urban_detection.pipelines import selection
 
-        selection.configure(context.config_loader["parameters"].get("train"))
+        params = context.config_loader["parameters"]
+        selection.configure(params.get("train"), (params.get("evaluate") or {}).get("reference"))
         pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # rebuilt with this selection on next access

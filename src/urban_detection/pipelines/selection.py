@@ -19,15 +19,17 @@ from urban_detection.detection.config import selected_names
 
 log = logging.getLogger(__name__)
 _train_params: dict | None = None
+_reference: str | None = None
 
 
-def configure(train_params: Mapping | None) -> None:
-    """Record the ``train`` parameters of the current session."""
-    global _train_params
+def configure(train_params: Mapping | None, reference: str | None = None) -> None:
+    """Record the ``train`` parameters and ``evaluate.reference`` of the current session."""
+    global _train_params, _reference
     _train_params = dict(train_params or {})
+    _reference = str(reference) if reference else None
 
 
-def _from_project_config() -> dict:
+def _from_project_config(section: str = "train") -> dict:
     from pathlib import Path
 
     from kedro.framework.project import settings
@@ -40,7 +42,7 @@ def _from_project_config() -> dict:
     loader = settings.CONFIG_LOADER_CLASS(conf_source=str(root / settings.CONF_SOURCE),
                                           env=os.environ.get("KEDRO_ENV"), **settings.CONFIG_LOADER_ARGS)
     try:
-        return dict(loader["parameters"].get("train") or {})
+        return dict(loader["parameters"].get(section) or {})
     except Exception as exc:  # noqa: BLE001 - no parameters: no experiment branches
         log.warning("could not read the train parameters (%s); no experiment branches", exc)
         return {}
@@ -65,3 +67,18 @@ def experiments(train_params: Mapping | None = None) -> dict[str, str | None]:
         parent = (catalog[name] or {}).get("parent", base_parent)
         chosen[name] = parent if settings_parent == "unset" else settings_parent
     return chosen
+
+
+def stored_reference(train_params: Mapping | None = None) -> str | None:
+    """``evaluate.reference`` when it names an experiment of ``train.catalog`` that this run does not
+    train: its stored model is then evaluated from the catalog (``<name>.model``) for the paired
+    comparison. ``None`` when unset, already selected, or unknown (the comparison names the error)."""
+    params: Any = train_params if train_params is not None else _train_params
+    if params is None:
+        params = _from_project_config()
+        reference = _from_project_config("evaluate").get("reference")
+    else:
+        reference = _reference
+    if not reference or reference in experiments(params) or reference not in (params.get("catalog") or {}):
+        return None
+    return str(reference)

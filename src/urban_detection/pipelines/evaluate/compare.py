@@ -239,7 +239,8 @@ def paired_figure(paired: pd.DataFrame, split: str = "test"):
 
 
 def _notes(docs: list[dict], skipped: list[str], reference: str | None) -> list[str]:
-    notes = [f"{d['experiment']} (model {short(d.get('fingerprint'))}): step {d.get('step')}"
+    notes = [f"{d['experiment']} (model {short(d.get('fingerprint'))}"
+             + (", stored: not trained in this run" if d.get("stored_reference") else "") + f"): step {d.get('step')}"
              + (f" (best val {(d.get('best') or {}).get('metric')} of {d.get('last_step')} steps)"
                 if (d.get("best") or {}).get("best_step") is not None else "")
              + f", {d.get('arch')} at {d.get('image_size')} px, "

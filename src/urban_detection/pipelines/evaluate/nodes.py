@@ -65,6 +65,25 @@ def make_evaluate_node(name: str) -> Callable:
     return evaluate
 
 
+def make_stored_reference_node(name: str) -> Callable:
+    """The evaluation node of ``evaluate.reference`` when this run does not train it: its stored model,
+    checked against the current training data and selection frames under its own stored config."""
+
+    def evaluate_stored(model: TrainedDetector, trips: Trips, eval_trips: Trips, split_manifest: pd.DataFrame,
+                        params: dict) -> tuple:
+        check_provenance(model, model.config, trips, split_manifest)
+        log.info("reference %s: the stored model %s (step %d), not trained in this run", name, short(model.fingerprint),
+                 model.step)
+        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
+        doc["stored_reference"] = True
+        _log_evaluation(model, doc, files, figures, tables,
+                        log_files=bool((params or {}).get("log_coco_files", False)))
+        return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
+
+    evaluate_stored.__name__ = evaluate_stored.__qualname__ = f"evaluate_stored_{name}"
+    return evaluate_stored
+
+
 def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.DataFrame,
                    params: dict, loss_trips: Trips | None = None) -> tuple[dict, dict, dict, dict[str, pd.DataFrame]]:
     """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures,

@@ -6,6 +6,8 @@ Per experiment of ``train.experiments`` (a namespace, as in the train pipeline):
 ``<name>.model`` -> ``export_<name>`` -> ``<name>.export`` and ``evaluate_<name>`` ->
 ``<name>.metrics``, ``<name>.coco_files``, ``<name>.evaluation_figures``, ``<name>.bootstrap_draws``,
 ``<name>.slices``, ``<name>.per_trip``.
+``evaluate.reference`` naming an experiment this run does not train adds ``<ref>.evaluate_stored``: its
+stored model (``<ref>.model``) evaluated the same way, to be compared with.
 ``compare_experiments`` reads every ``<name>.metrics`` and ``<name>.bootstrap_draws`` and writes the report in
 ``data/08_reporting/comparison/`` (also MLflow artifacts of the kedro run).
 """
@@ -16,7 +18,9 @@ from kedro.pipeline import Pipeline, node, pipeline
 from urban_detection.pipelines import selection
 
 from .compare import compare_experiments
-from .nodes import ingest_eval_trips, make_evaluate_node, make_export_node
+from .nodes import ingest_eval_trips, make_evaluate_node, make_export_node, make_stored_reference_node
+
+OUTPUTS = ["metrics", "coco_files", "evaluation_figures", "bootstrap_draws", "slices", "per_trip"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -35,8 +39,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 node(make_export_node(name), "model", "export", name="export"),
                 node(make_evaluate_node(name), ["model", "config", "trips", "eval_trips", "split_manifest",
                                                 "params:evaluate"],
-                     ["metrics", "coco_files", "evaluation_figures", "bootstrap_draws", "slices", "per_trip"],
-                     name="evaluate"),
+                     OUTPUTS, name="evaluate"),
             ],
             namespace=name,
             inputs={"trips", "eval_trips", "split_manifest"},
@@ -44,6 +47,16 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
     if not names:
         return branches
+    reference = selection.stored_reference()
+    if reference:  # compared with, not trained: its stored model is evaluated from the catalog
+        branches += pipeline(
+            [node(make_stored_reference_node(reference), ["model", "trips", "eval_trips", "split_manifest",
+                                                          "params:evaluate"], OUTPUTS, name="evaluate_stored")],
+            namespace=reference,
+            inputs={"trips", "eval_trips", "split_manifest"},
+            parameters={"params:evaluate"},
+        )
+        names = [*names, reference]
     comparison = node(
         compare_experiments,
         ["params:evaluate", *[f"{name}.metrics" for name in names], *[f"{name}.bootstrap_draws" for name in names]],
