@@ -10,7 +10,6 @@ as ground truth beside the predictions with a caption: trip, frame, conditions a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,18 +17,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from urban_detection.detection.confusion import match_frame
+from urban_detection.detection.split_bootstrap import frame_trip
 from urban_detection.waymo.example import LABEL_MAP
 
 KINDS = ("missed", "false_positives")
 
 
-def _trip(frame: Mapping[str, Any]) -> str:
-    return str(frame["trip"]) if frame.get("trip") else Path(str(frame.get("path", ""))).stem
-
-
 def frame_errors(gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequence[Mapping[str, Any]],
                  score_threshold: float, iou_threshold: float = 0.5,
-                 trip_of: Callable[[Mapping[str, Any]], str] = _trip) -> pd.DataFrame:
+                 trip_of: Callable[[Mapping[str, Any]], str] = frame_trip) -> pd.DataFrame:
     """One row per frame: ``image_id, trip, source_id, ground_truth, detections`` (kept at the
     threshold), ``true_positives, confused, missed, false_positives``."""
     dets = {int(d["image_id"]): d for d in det_frames}

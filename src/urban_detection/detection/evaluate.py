@@ -35,6 +35,8 @@ PER_CLASS_METRICS: tuple[str, ...] = tuple(PER_CLASS_AP.format(c) for c in CLASS
     PER_CLASS_AP50.format(c) for c in CLASS_NAMES
 )
 AP_METRICS: tuple[str, ...] = SUMMARY_METRICS[:6] + PER_CLASS_METRICS + WAYMO_METRICS
+# The metrics a headline shows (with their intervals): COCO mAP, AP50, AP75, AR@100, Waymo-style mAP.
+HEADLINE: tuple[str, ...] = (*SUMMARY_METRICS[:3], SUMMARY_METRICS[8], WAYMO_MAP)
 FILTERED_PREFIX = "large_box_filter/"
 # Row order of the comparison table; other metrics follow in first-seen order.
 REPORT_ORDER: tuple[str, ...] = (

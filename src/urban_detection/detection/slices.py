@@ -16,11 +16,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from urban_detection.detection.bootstrap import SIZES, sized
+from urban_detection.detection.evaluate import HEADLINE
+from urban_detection.waymo.example import CLASS_NAMES
 
 SLICED_BY = ("time_of_day", "weather")
-HEADLINE = ("DetectionBoxes_Precision/mAP", "DetectionBoxes_Precision/mAP@.50IOU", "DetectionBoxes_Precision/mAP@.75IOU",
-            "DetectionBoxes_Recall/AR@100", "Waymo2D/mAP")
-CLASSES = ("vehicle", "pedestrian", "cyclist")
 
 
 def trip_slices(conditions: pd.DataFrame) -> dict[str, list[str]]:
@@ -64,7 +63,7 @@ def per_trip_rows(split: str, boot: Mapping[str, Any], gt_frames: Sequence[Mappi
 
     counts: dict[str, dict[str, int]] = {}
     for frame in gt_frames:
-        c = counts.setdefault(trip_of(frame), {"frames": 0, **{k: 0 for k in CLASSES}})
+        c = counts.setdefault(trip_of(frame), {"frames": 0, **{k: 0 for k in CLASS_NAMES}})
         c["frames"] += 1
         labels = np.asarray(frame.get("labels", []), dtype=np.int64).reshape(-1)
         for label, name in LABEL_MAP.items():

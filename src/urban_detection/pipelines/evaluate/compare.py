@@ -11,12 +11,11 @@ import logging
 
 import pandas as pd
 
+from urban_detection.detection.evaluate import HEADLINE
 from urban_detection.detection.provenance import short
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("DetectionBoxes_Precision/mAP", "DetectionBoxes_Precision/mAP@.50IOU", "DetectionBoxes_Precision/mAP@.75IOU",
-            "DetectionBoxes_Recall/AR@100", "Waymo2D/mAP")
 SELECTION_SPLIT = "val"  # the split whose frames choose the exported checkpoint (train.val_coco_frames)
 
 
