@@ -56,13 +56,13 @@ def test_worst_frames_take_one_frame_per_trip_first(tiny_data):
 
 def test_the_gallery_draws_the_worst_frames_with_captions(tiny_data):
     gts, dets = records(tiny_data)
-    conditions = {"trip_test": {"time_of_day": "Night", "weather": "rain"}}
+    conditions = {"trip_test": {"time_of_day": "Night", "weather": "rain", "time_of_day_estimated": True}}
     figures = error_gallery(gts, dets, 0.3, count=2, conditions=conditions, title_prefix="exp test: ")
     assert set(figures) == {"errors_missed_1.png", "errors_missed_2.png", "errors_false_positives_1.png",
                             "errors_false_positives_2.png"}
     assert all(isinstance(f, Figure) for f in figures.values())
     title = figures["errors_missed_1.png"]._suptitle.get_text()
-    assert title.startswith("exp test: missed: trip trip_test, frame trip_test/10 (Night, rain)")
+    assert title.startswith("exp test: missed: trip trip_test, frame trip_test/10 (Night (estimated), rain)")
     assert "2 objects, 0 detections: 2 missed, 0 false positives" in title
     assert "(Night" not in figures["errors_missed_2.png"]._suptitle.get_text()  # val: no conditions given
     assert "3 false positives" in figures["errors_false_positives_1.png"]._suptitle.get_text()

@@ -55,7 +55,9 @@ def worst_frames(table: pd.DataFrame, count: int, by: str) -> pd.DataFrame:
 
 
 def _caption(row: pd.Series, kind: str, conditions: Mapping[str, Mapping[str, Any]] | None) -> str:
-    cond = (conditions or {}).get(row["trip"]) or {}
+    cond = dict((conditions or {}).get(row["trip"]) or {})
+    if cond.get("time_of_day") and cond.get("time_of_day_estimated"):
+        cond["time_of_day"] = f"{cond['time_of_day']} (estimated)"
     where = ", ".join(str(cond[k]) for k in ("time_of_day", "weather") if cond.get(k))
     return (f"{kind.replace('_', ' ')}: trip {row['trip']}, frame {row['source_id']}"
             + (f" ({where})" if where else "")
@@ -67,7 +69,8 @@ def error_gallery(gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequence[M
                   score_threshold: float, count: int = 4, conditions: Mapping[str, Mapping[str, Any]] | None = None,
                   title_prefix: str = "", max_side: int = 640) -> dict[str, Figure]:
     """Figures ``errors_missed_<k>.png`` and ``errors_false_positives_<k>.png`` (k = 1..count): ground truth
-    beside the predictions at ``score_threshold``, captioned. ``conditions``: trip -> time_of_day, weather.
+    beside the predictions at ``score_threshold``, captioned. ``conditions``: trip -> time_of_day, weather
+    (and ``time_of_day_estimated``: lighting estimated from brightness is marked so).
     Images are read back from the frames' TFRecords (``path``, ``source_id``)."""
     from urban_detection.detection.draw import side_by_side_figure
     from urban_detection.waymo.read import read_frames
@@ -80,11 +83,13 @@ def error_gallery(gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequence[M
     images = {(f.path, f.source_id): f.image for f in read_frames(sorted(wanted), max_side=max_side)}
     figures = {}
     for kind, rows in chosen.items():
-        for k, (_, row) in enumerate(rows.iterrows(), start=1):
+        k = 0
+        for _, row in rows.iterrows():
             gt, det = by_id[int(row["image_id"])], dets.get(int(row["image_id"])) or {}
             image = images.get((str(gt["path"]), str(gt["source_id"])))
-            if image is None:
+            if image is None:  # unreadable: read_frames has warned and counted it
                 continue
+            k += 1
             figures[f"errors_{kind}_{k}.png"] = side_by_side_figure(
                 image, gt["boxes"], gt["labels"], det.get("boxes", np.zeros((0, 4))), det.get("labels", []),
                 det.get("scores", []), score_threshold, title_prefix + _caption(row, kind, conditions))

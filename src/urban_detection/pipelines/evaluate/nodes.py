@@ -177,7 +177,8 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
             shown = example_figures(gt_frames, det_frames, int(examples.get("count", 4)),
                                     float(examples.get("score_threshold", 0.3)), title_prefix=f"{name} {split}: ")
             figures.update({f"{split}_{k}": fig for k, fig in shown.items()})
-            trip_info = conditions.set_index("trip")[[c for c in ("time_of_day", "weather") if c in conditions]]
+            trip_info = conditions.set_index("trip")[[c for c in ("time_of_day", "weather", "time_of_day_estimated")
+                                                      if c in conditions]]
             gallery = error_gallery(gt_frames, det_frames, threshold, int(examples.get("count", 4)),
                                     trip_info.to_dict("index"), title_prefix=f"{name} {split}: ")
             figures.update({f"{split}_{k}": fig for k, fig in gallery.items()})
