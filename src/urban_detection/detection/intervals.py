@@ -82,3 +82,16 @@ def format_interval(value: float | None, low: float | None, high: float | None, 
     if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
         return text
     return f"{text} [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+
+
+def error_bar_extents(value, low, high) -> np.ndarray:
+    """Whisker lengths (2, N) from each value to its interval's ends, for matplotlib's ``xerr``.
+
+    A percentile interval need not contain the point value (a skewed metric, or a rounding of
+    1e-20 when every draw equals the point): that side's whisker is then drawn with length 0,
+    never negative. Missing values give zero-length whiskers.
+    """
+    value, low, high = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (value, low, high))
+    below = np.nan_to_num(value - low)
+    above = np.nan_to_num(high - value)
+    return np.clip(np.vstack([below, above]), 0.0, None)

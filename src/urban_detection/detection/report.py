@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from urban_detection.detection.evaluate import FILTERED_PREFIX, REPORT_ORDER
+from urban_detection.detection.intervals import error_bar_extents
 from urban_detection.waymo.example import CLASS_NAMES
 
 
@@ -199,7 +200,7 @@ def paired_difference_figure(rows: pd.DataFrame, title: str = "difference from t
         part = rows[rows["metric"] == metric].reset_index(drop=True)
         for i, r in part.iterrows():
             colour = colours.get(r["verdict"], "tab:gray")
-            ax.errorbar(r["difference"], i, xerr=[[r["difference"] - r["ci95_low"]], [r["ci95_high"] - r["difference"]]],
+            ax.errorbar(r["difference"], i, xerr=error_bar_extents(r["difference"], r["ci95_low"], r["ci95_high"]),
                         fmt="o", color=colour, capsize=3)
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_yticks(range(len(part)), [str(e) for e in part["experiment"]])

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from urban_detection.detection.bootstrap import SIZES, sized
 from urban_detection.detection.evaluate import HEADLINE
+from urban_detection.detection.intervals import error_bar_extents
 from urban_detection.waymo.example import CLASS_NAMES
 
 SLICED_BY = ("time_of_day", "weather")
@@ -92,7 +93,7 @@ def slice_figure(table: pd.DataFrame, metrics: Sequence[str] = HEADLINE[:2], tit
         value = table[metric].astype(float).to_numpy()
         low = table[f"{metric} ci95_low"].astype(float).to_numpy()
         high = table[f"{metric} ci95_high"].astype(float).to_numpy()
-        err = np.vstack([np.nan_to_num(value - low), np.nan_to_num(high - value)])
+        err = error_bar_extents(value, low, high)
         ax.errorbar(value, y, xerr=err, fmt="o", capsize=3, color="tab:blue")
         ax.set_yticks(y, labels if ax is axes[0] else [""] * len(y), fontsize=8)
         ax.invert_yaxis()
