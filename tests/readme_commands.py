@@ -9,8 +9,9 @@ order in its own tiny project so that two test workers share them: the data and 
 object (Click parses them exactly as in a shell), servers (``kedro viz run``, ``kedro mlflow ui``,
 ``kedro jupyter ...``) in a subprocess with a free port added, until they answer HTTP. The example
 folders the README names are made here with small synthetic data: ``../shared/data/
-waymo_processed_sample`` (processed tf.Examples) and ``/data/waymo/v2/training`` (Waymo v2 Parquet,
-given to the command under a temporary folder instead). A command needing several hosts is
+waymo_processed_sample`` (processed tf.Examples), ``/data/waymo/v2/training`` (Waymo v2 Parquet,
+given to the command under a temporary folder instead) and the predict examples ``media/photos``
+and ``media/drive.mp4``. A command needing several hosts is
 parsed only (``tests/detection/test_multiworker.py`` runs multi-worker training for real).
 """
 from __future__ import annotations
@@ -96,9 +97,24 @@ def readme_project(root: Path):
     ingest_files(segments, root / "shared/data/waymo_processed_sample", size=(96, 160), stride=2, workers=1)
     write_synthetic_trips(root / "v2", n_trips=6, frames_per_trip=8, width=160, height=96, seed=8,
                           cameras=("FRONT",), format="v2")
+    write_media(project / "media")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         yield project
+
+
+def write_media(folder: Path) -> None:
+    """The README's predict examples: ``media/photos`` (three images) and ``media/drive.mp4`` (ten frames)."""
+    import numpy as np
+    from PIL import Image
+
+    from urban_detection.detection.video import write_video
+
+    rng = np.random.default_rng(0)
+    (folder / "photos").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)).save(folder / "photos" / f"{i}.jpg")
+    write_video([rng.integers(0, 256, (96, 160, 3), dtype=np.uint8) for _ in range(10)], folder / "drive.mp4")
 
 
 def tiny_local_parameters() -> dict:

@@ -44,6 +44,8 @@ def test_every_readme_data_command_runs(project: Path):
     assert ["run"] in [split_command(c)[1] for c in commands]
     assert (project / "data/06_models/fast_cpu/model/model.json").is_file()  # the Quick start's training
     assert (project / "data/08_reporting/ingest_report.json").is_file()
+    summary = (project / "data/08_reporting/fast_cpu/predict_summary.json").read_text()
+    assert '"kind": "waymo_v2"' in summary and '"frames": 48' in summary  # every frame of the 6 v2 segments
 
 
 def test_every_readme_server_command_answers(project: Path, tmp_path):

@@ -1,7 +1,8 @@
 """Project pipelines, found by ``find_pipelines``; ``__default__`` runs them all.
 
 The train, evaluate and render pipelines hold one namespace per experiment selected in
-``train.experiments`` (see :mod:`urban_detection.pipelines.selection`).
+``train.experiments`` (see :mod:`urban_detection.pipelines.selection`); predict, which is not
+part of ``__default__``, one for ``predict.experiment``.
 """
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
@@ -17,7 +18,8 @@ def register_pipelines() -> dict[str, Pipeline]:
             # evaluate and render check each model against its current config: they start from the
             # train pipeline's config node too
             pipelines[name] = configs_pipeline(selection.experiments()) + pipelines[name]
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # predict runs on the user's own media (`predict.source`): only when asked for
+    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name != "predict"), Pipeline([]))
     if "train" in pipelines:
         # `kedro run --pipeline=train` must work from a fresh clone: it brings the data it
         # trains on (ingest and split reuse what is already up to date, so this is cheap).

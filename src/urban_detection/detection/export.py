@@ -57,6 +57,20 @@ class ExportedDetector:
         self._module = tf.saved_model.load(self.path)
         self._fn = self._module.signatures["serving_default"]
 
+    def __repr__(self) -> str:
+        info = getattr(self, "info", None) or {}
+        made = (f"{info.get('experiment')}: {info.get('arch')} at {info.get('image_size')} px, step {info.get('step')}, "
+                f"fingerprint {str(info.get('fingerprint'))[:12]}, " if info else "")
+        return f"ExportedDetector({made}SavedModel {self.path})"
+
+    def predict(self, images, score_threshold: float | None = None, batch_size: int = 8):
+        """The same API as :meth:`TrainedDetector.predict <urban_detection.detection.trained.TrainedDetector.predict>`:
+        uint8 images of any size in, :class:`~urban_detection.detection.detections.Detections` out."""
+        from urban_detection.detection.detections import DEFAULT_SCORE_THRESHOLD, predict_images
+
+        threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
+        return predict_images(self, images, score_threshold=threshold, batch_size=batch_size)
+
     def __call__(self, images) -> dict[str, np.ndarray]:
         images = tf.convert_to_tensor(images)
         if images.dtype != tf.uint8:

@@ -50,6 +50,17 @@ class TrainedDetector:
                 "run_id": self.run_id, "provenance": self.provenance, "config": self.config,
                 "summary": self.summary}
 
+    def predict(self, images, score_threshold: float | None = None, batch_size: int = 8):
+        """Detections of uint8 RGB ``images`` of any size (one image, a batch or a list), as the
+        export returns them: :class:`~urban_detection.detection.detections.Detections` with label
+        ids 1/2/4, normalised yxyx boxes and scores at or above ``score_threshold`` (default: the
+        render threshold, :data:`~urban_detection.detection.detections.DEFAULT_SCORE_THRESHOLD`)."""
+        from urban_detection.detection.detections import DEFAULT_SCORE_THRESHOLD, predict_images
+
+        threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
+        return predict_images(self.model, images, image_size=self.image_size, score_threshold=threshold,
+                              batch_size=batch_size)
+
     def __repr__(self) -> str:
         return (f"TrainedDetector({self.name}: {self.arch} at {self.image_size} px, step {self.step}, "
                 f"fingerprint {self.fingerprint[:12]})")
@@ -70,14 +81,17 @@ def read_metadata(folder: str | Path) -> dict:
 
 
 def load_trained(folder: str | Path) -> TrainedDetector:
-    """Rebuild the detector from its stored config and load its weights."""
+    """Rebuild the detector from its stored config and load its weights (built straight from the
+    weights file, so the load is logged as what it is, never as a random initialisation)."""
     from urban_detection.detection.model import build_detector
 
     folder = Path(folder)
     meta = read_metadata(folder)
     spec = meta["config"]["model"]
-    model = build_detector(spec["arch"], image_size=int(spec["image_size"]), weights=None,
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights in {folder} ({WEIGHTS_FILE} missing): train it again")
+    model = build_detector(spec["arch"], image_size=int(spec["image_size"]), weights=str(weights),
                            **(spec.get("overrides") or {}))
-    model.load_weights(str(folder / WEIGHTS_FILE))
     return TrainedDetector(model=model, config=meta["config"], provenance=meta["provenance"], step=int(meta["step"]),
                            run_id=meta.get("run_id"), summary=meta.get("summary") or {})

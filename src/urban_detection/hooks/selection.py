@@ -14,5 +14,6 @@ class ExperimentSelectionHooks:
         from urban_detection.pipelines import selection
 
         params = context.config_loader["parameters"]
-        selection.configure(params.get("train"), (params.get("evaluate") or {}).get("reference"))
+        selection.configure(params.get("train"), (params.get("evaluate") or {}).get("reference"),
+                            (params.get("predict") or {}).get("experiment"))
         pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # rebuilt with this selection on next access

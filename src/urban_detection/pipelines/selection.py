@@ -20,13 +20,15 @@ from urban_detection.detection.config import selected_names
 log = logging.getLogger(__name__)
 _train_params: dict | None = None
 _reference: str | None = None
+_predict: str | None = None
 
 
-def configure(train_params: Mapping | None, reference: str | None = None) -> None:
-    """Record the ``train`` parameters and ``evaluate.reference`` of the current session."""
-    global _train_params, _reference
+def configure(train_params: Mapping | None, reference: str | None = None, predict: str | None = None) -> None:
+    """Record the ``train`` parameters, ``evaluate.reference`` and ``predict.experiment`` of the current session."""
+    global _train_params, _reference, _predict
     _train_params = dict(train_params or {})
     _reference = str(reference) if reference else None
+    _predict = str(predict) if predict else None
 
 
 def _from_project_config(section: str = "train") -> dict:
@@ -82,3 +84,17 @@ def stored_reference(train_params: Mapping | None = None) -> str | None:
     if not reference or reference in experiments(params) or reference not in (params.get("catalog") or {}):
         return None
     return str(reference)
+
+
+def predict_experiment(train_params: Mapping | None = None) -> str | None:
+    """The experiment whose exported model the predict pipeline runs: ``predict.experiment``, or the
+    first experiment ``train.experiments`` selects (``None`` when neither names one)."""
+    params: Any = train_params if train_params is not None else _train_params
+    if params is None:
+        params = _from_project_config()
+        chosen = _from_project_config("predict").get("experiment")
+    else:
+        chosen = _predict
+    if chosen:
+        return str(chosen)
+    return next(iter(experiments(params)), None)
