@@ -1,6 +1,7 @@
 """``kedro run --pipeline=predict`` through the real command line, on media the test makes: a folder of
 images (with a corrupt image and a text file among them), an MP4, a truncated MP4 and a raw Waymo
-segment; and its refusal of a stale export and of a missing source."""
+segment; and its refusal of a stale export and of a missing source. Also the edge pipeline (TFLite
+float16 and int8 beside the SavedModel) on the same trained project."""
 from __future__ import annotations
 
 import json
@@ -123,3 +124,22 @@ def test_a_stale_export_and_a_missing_source_are_refused(project: Path):
     (project / OUT / "annotated" / "my_notes.txt").write_text("mine")  # a user's file among the outputs
     kept = failing("predict.source=media/photos")
     assert "did not write" in kept and (project / OUT / "annotated/my_notes.txt").read_text() == "mine"
+
+
+def test_the_edge_pipeline_writes_tflite_models_scored_beside_the_savedmodel(project: Path):
+    run_cli(project, ["run", "--pipeline=edge", "--params", "edge.calibration_frames=8,edge.latency_repeats=3"])
+    report = json.loads((project / "data/08_reporting" / MODEL / "edge_report.json").read_text())
+    rows = report["formats"]
+    assert set(rows) == {"saved_model", "float16", "int8"} and report["calibration_frames"] == 8
+    assert rows["int8"]["size_mb"] < rows["float16"]["size_mb"] < rows["saved_model"]["size_mb"]
+    assert len({row["frames"] for row in rows.values()}) == 1 and rows["saved_model"]["frames"] > 0
+    assert rows["saved_model"]["mAP50_drop"] == 0.0 and rows["int8"]["max_drop"] == 0.03
+    assert all(row["latency_ms"] > 0 and 0.0 <= row["test_mAP50"] <= 1.0 for row in rows.values())
+    assert sorted(p.name for p in (project / "data/06_models" / MODEL / "tflite").glob("*.tflite")) == [
+        "float16.tflite", "int8.tflite"]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    run = client.get_run(json.loads((project / "data/06_models" / MODEL / "export/export_info.json").read_text())["run_id"])
+    assert "edge/int8/test_mAP50" in run.data.metrics
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "edge")) == [
+        "edge/edge_report.json", "edge/float16.tflite", "edge/int8.tflite"]

@@ -13,13 +13,14 @@ from urban_detection.pipelines.train.pipeline import configs_pipeline
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    for name in ("evaluate", "render"):
+    for name in ("evaluate", "render", "edge"):
         if name in pipelines:
-            # evaluate and render check each model against its current config: they start from the
+            # evaluate, render and edge check each model against its current config: they start from the
             # train pipeline's config node too
             pipelines[name] = configs_pipeline(selection.experiments()) + pipelines[name]
-    # predict runs on the user's own media (`predict.source`): only when asked for
-    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name != "predict"), Pipeline([]))
+    # predict runs on the user's own media (`predict.source`), edge converts to TFLite: only when asked for
+    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name not in ("predict", "edge")),
+                                   Pipeline([]))
     if "train" in pipelines:
         # `kedro run --pipeline=train` must work from a fresh clone: it brings the data it
         # trains on (ingest and split reuse what is already up to date, so this is cheap).

@@ -31,15 +31,7 @@ def export_model(model, out_dir: str | Path, image_size: int | None = None) -> d
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve(images):
         x = tf.image.resize(tf.cast(images, tf.float32), [size, size])
-        pred = model.decode_predictions(model(x, training=False), x)
-        valid = pred["labels"] >= 0
-        boxes = tf.clip_by_value(tf.cast(pred["boxes"], tf.float32) / float(size), 0.0, 1.0)
-        return {
-            "detection_boxes": tf.where(valid[..., None], boxes, -1.0),
-            "detection_scores": tf.cast(pred["confidence"], tf.float32),
-            "detection_classes": indices_to_label_ids(pred["labels"]),
-            "num_detections": tf.cast(pred["num_detections"], tf.int32),
-        }
+        return od_api_outputs(model, model(x, training=False), x)
 
     saved_path = out_dir / "saved_model"
     archive = keras.export.ExportArchive()
@@ -47,6 +39,23 @@ def export_model(model, out_dir: str | Path, image_size: int | None = None) -> d
     archive.add_endpoint(name="serving_default", fn=serve)
     archive.write_out(str(saved_path), verbose=False)
     return {"keras": str(keras_path), "saved_model": str(saved_path)}
+
+
+def od_api_outputs(model, head_outputs, images) -> dict:
+    """The Object Detection API's outputs from the head's raw outputs (``bbox_regression``,
+    ``cls_logits``) on ``images`` (the model's square input): anchors decoded and NMS applied
+    by the model's own decoder, boxes normalised, label-map ids. The SavedModel's serving
+    function and the TFLite models' host-side post-processing share it."""
+    size = float(images.shape[1])
+    pred = model.decode_predictions(head_outputs, images)
+    valid = pred["labels"] >= 0
+    boxes = tf.clip_by_value(tf.cast(pred["boxes"], tf.float32) / size, 0.0, 1.0)
+    return {
+        "detection_boxes": tf.where(valid[..., None], boxes, -1.0),
+        "detection_scores": tf.cast(pred["confidence"], tf.float32),
+        "detection_classes": indices_to_label_ids(pred["labels"]),
+        "num_detections": tf.cast(pred["num_detections"], tf.int32),
+    }
 
 
 class ExportedDetector:
