@@ -71,7 +71,7 @@ def predict_media(detector: Any, path: str | Path, *, camera: str = "FRONT",
     """Run ``detector`` (exported or trained: anything :func:`~.detections.predict_images` takes)
     over every readable frame of ``path`` and draw what it finds at ``score_threshold``."""
     from urban_detection.detection.draw import draw_detections
-    from urban_detection.detection.render import _fit
+    from urban_detection.detection.render import fit_to_side
 
     path = Path(path)
     kind = media_kind(path)
@@ -91,7 +91,7 @@ def predict_media(detector: Any, path: str | Path, *, camera: str = "FRONT",
                 out.sizes.append(tuple(frame.image.shape[:2]))
                 out.detections.append(det)
                 out.drawn.setdefault(source, []).append(
-                    draw_detections(_fit(frame.image, max_side), det.boxes, det.labels, det.scores))
+                    draw_detections(fit_to_side(frame.image, max_side), det.boxes, det.labels, det.scores))
             bar.update(len(batch))
     out.seconds = time.perf_counter() - start
     return out

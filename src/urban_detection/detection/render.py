@@ -105,7 +105,7 @@ def _decode(encoded: bytes, max_side: int | None) -> np.ndarray:
         image = tf.io.decode_jpeg(encoded, channels=3, ratio=ratio).numpy()
     else:
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
-    return _fit(image, max_side)
+    return fit_to_side(image, max_side)
 
 
 def iter_camera_frames(
@@ -209,7 +209,7 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(same)
 
 
-def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
+def fit_to_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
     """Shrink so that the longer side is at most ``max_side`` (never enlarges)."""
     if not max_side or max(image.shape[:2]) <= max_side:
         return image
@@ -301,7 +301,7 @@ def render_frames(
 
 def gif_frames(video: Video) -> list[np.ndarray]:
     """The frames of ``video`` shrunk for its GIF (``video.gif_max_side``)."""
-    return [_fit(f, video.gif_max_side) for f in video.frames]
+    return [fit_to_side(f, video.gif_max_side) for f in video.frames]
 
 
 def render_video(
@@ -321,6 +321,6 @@ def render_video(
     write_video(drawn, out_path, fps=fps)
     gif = None
     if gif_path is not None and drawn:
-        write_video([_fit(f, gif_max_side) for f in drawn], gif_path, fps=fps)
+        write_video([fit_to_side(f, gif_max_side) for f in drawn], gif_path, fps=fps)
         gif = str(gif_path)
     return {**info, "video": str(out_path), "gif": gif}
