@@ -9,7 +9,6 @@ each frame (shrunk to ``max_side``) and keeps counts and timings. :func:`coco_re
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from urban_detection.detection.detections import DEFAULT_SCORE_THRESHOLD, Detections, counts_by_class, predict_images
-from urban_detection.detection.media import MediaFrame, iter_media, media_kind, media_sources
+from urban_detection.detection.media import iter_media, media_kind, media_sources
 
 
 @dataclass
@@ -35,19 +34,6 @@ class MediaPredictions:
     report: dict = field(default_factory=dict)
     seconds: float = 0.0
     inference_seconds: float = 0.0
-
-
-def _batches(frames: Iterator[MediaFrame], batch_size: int, max_frames: int | None) -> Iterator[list[MediaFrame]]:
-    batch: list[MediaFrame] = []
-    for count, frame in enumerate(frames):
-        if max_frames is not None and count >= max_frames:
-            break
-        batch.append(frame)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _progress(path: Path, kind: str, sources: list[Path]):
@@ -71,7 +57,7 @@ def predict_media(detector: Any, path: str | Path, *, camera: str = "FRONT",
     """Run ``detector`` (exported or trained: anything :func:`~.detections.predict_images` takes)
     over every readable frame of ``path`` and draw what it finds at ``score_threshold``."""
     from urban_detection.detection.draw import draw_detections
-    from urban_detection.detection.render import fit_to_side
+    from urban_detection.detection.render import batched, fit_to_side
 
     path = Path(path)
     kind = media_kind(path)
@@ -79,7 +65,7 @@ def predict_media(detector: Any, path: str | Path, *, camera: str = "FRONT",
     out = MediaPredictions(kind=kind)
     start = time.perf_counter()
     with _progress(path, kind, sources) as bar:
-        for batch in _batches(iter_media(path, camera, out.report), batch_size, max_frames):
+        for batch in batched(iter_media(path, camera, out.report), batch_size, max_frames):
             t0 = time.perf_counter()
             dets = predict_images(detector, [f.image for f in batch], score_threshold=score_threshold,
                                   batch_size=batch_size)

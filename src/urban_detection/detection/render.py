@@ -189,8 +189,9 @@ def trip_frame_source(
 # --------------------------------------------------------------------------- rendering
 
 
-def _batches(frames: Iterable[tuple[int, np.ndarray]], batch_size: int, max_frames: int | None):
-    batch: list[tuple[int, np.ndarray]] = []
+def batched(frames: Iterable, batch_size: int, max_frames: int | None) -> Iterator[list]:
+    """Lists of up to ``batch_size`` items of ``frames``, stopping after ``max_frames`` items (``None``: all)."""
+    batch: list = []
     for count, item in enumerate(frames):
         if max_frames is not None and count >= max_frames:
             break
@@ -261,7 +262,7 @@ def render_frames(
     drawn_frames: list[np.ndarray] = []
     inference = 0.0
     start = time.perf_counter()
-    for batch in _batches(frames, batch_size, max_frames):
+    for batch in batched(frames, batch_size, max_frames):
         images = _stack([im for _, im in batch])
         t0 = time.perf_counter()
         dets = detect_batch(detector, images, image_size, pad_to=batch_size)
