@@ -58,6 +58,14 @@ def od_api_outputs(model, head_outputs, images) -> dict:
     }
 
 
+def uint8_batch(images, who: str = "detectors") -> tf.Tensor:
+    """``images`` (one HxWx3 image or a batch) as a uint8 batch tensor; ``TypeError`` for other dtypes."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.uint8:
+        raise TypeError(f"{who} take uint8 images, got {images.dtype.name}")
+    return images[None] if images.shape.rank == 3 else images
+
+
 class ExportedDetector:
     """A loaded SavedModel detector: ``detector(images_uint8)`` -> dict of numpy arrays."""
 
@@ -81,12 +89,7 @@ class ExportedDetector:
         return predict_images(self, images, score_threshold=threshold, batch_size=batch_size)
 
     def __call__(self, images) -> dict[str, np.ndarray]:
-        images = tf.convert_to_tensor(images)
-        if images.dtype != tf.uint8:
-            raise TypeError(f"exported detectors take uint8 images, got {images.dtype.name}")
-        if images.shape.rank == 3:
-            images = images[None]
-        return {k: v.numpy() for k, v in self._fn(images=images).items()}
+        return {k: v.numpy() for k, v in self._fn(images=uint8_batch(images, "exported detectors")).items()}
 
 
 def load_exported(path: str | Path):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from urban_detection.detection.export import od_api_outputs
+from urban_detection.detection.export import od_api_outputs, uint8_batch
 
 MODES = ("float16", "int8")
 
@@ -87,11 +87,7 @@ class TFLiteDetector:
         return {"bbox_regression": out["bbox_regression"], "cls_logits": out["cls_logits"]}
 
     def __call__(self, images) -> dict[str, np.ndarray]:
-        images = tf.convert_to_tensor(images)
-        if images.dtype != tf.uint8:
-            raise TypeError(f"detectors take uint8 images, got {images.dtype.name}")
-        if images.shape.rank == 3:
-            images = images[None]
+        images = uint8_batch(images)
         x = tf.image.resize(tf.cast(images, tf.float32), [self.image_size, self.image_size]).numpy()
         raws = [self.raw(image) for image in x]
         head = {k: np.concatenate([r[k] for r in raws]) for k in ("bbox_regression", "cls_logits")}
