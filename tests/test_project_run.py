@@ -80,8 +80,11 @@ def test_finetune_chain_provenance_and_resume(tiny_project: Path):
         assert run.data.params["optimizer.schedule.base_lr"] == "0.004"
         assert run.data.params["provenance.data_fingerprint"] == model.provenance["data_fingerprint"]
         assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss/total")] == [1, 2, 3, 4]
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss/total")] == [2, 4]
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/DetectionBoxes_Precision/mAP")] == [2, 4]
+        # scored at each checkpoint (val_checkpoint/), not the evaluate pipeline's final val/ metrics
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_checkpoint/loss/total")] == [2, 4]
+        assert [m.step for m in client.get_metric_history(run.info.run_id,
+                                                          "val_checkpoint/DetectionBoxes_Precision/mAP")] == [2, 4]
+        assert not client.get_metric_history(run.info.run_id, "val/DetectionBoxes_Precision/mAP")
 
     # a changed setting trains a new model in a new checkpoint folder; the old one is kept
     first = load_model(tiny_project, "augmentations2_small_lr")

@@ -1,7 +1,9 @@
 """The served model (``urban_detection.serving``): logged into the experiment's child run, loaded
 with ``mlflow.pyfunc``, served by a real ``mlflow models serve`` process on 127.0.0.1, and loadable
 without this project. A small detector with random weights (score threshold 1e-8, so every image
-gets detections); a throwaway SQLite MLflow store in a temp folder."""
+gets detections); a throwaway SQLite MLflow store in a temp folder. The model is logged with a
+default ``min_score`` (in a kedro run: ``render.score_threshold``) of the median score on the
+first image, so the default keeps some detections and drops others."""
 from __future__ import annotations
 
 import base64
@@ -69,7 +71,7 @@ def assert_same(row, ref: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory):
+def logged(tmp_path_factory, images):
     """As in a kedro run: parent run open, the experiment's child run holds the model's params,
     ``<experiment>.export`` is saved, then the served model is logged into the child run."""
     root = tmp_path_factory.mktemp("serving")
@@ -85,14 +87,15 @@ def logged(tmp_path_factory):
                 child_id = child.info.run_id
             export = ExportDataset(str(root / "export"))
             export.save(TrainedDetector(model, config, {"fingerprint": "f" * 40}, step=0, run_id=child_id))
+            detector = ExportedDetector(export.path / "saved_model")
+            threshold = float(np.median(reference(detector, images[0])["scores"]))
             started = time.monotonic()
-            uri = serving.log_served_model(export.path, export.info()["run_id"], NAME)
+            uri = serving.log_served_model(export.path, export.info()["run_id"], NAME, min_score=threshold)
             log_seconds = time.monotonic() - started
             still_active = mlflow.active_run().info.run_id
         yield {"uri": uri, "run_id": child_id, "parent_id": parent.info.run_id, "still_active": still_active,
                "export": export.path, "tracking_uri": tracking_uri, "experiment_id": experiment_id,
-               "root": root, "log_seconds": log_seconds,
-               "detector": ExportedDetector(export.path / "saved_model")}
+               "root": root, "log_seconds": log_seconds, "threshold": threshold, "detector": detector}
     finally:
         mlflow.set_tracking_uri(None)
 
@@ -113,19 +116,33 @@ def test_model_is_logged_into_the_experiments_child_run(logged):
     assert info.model_uuid == model_id
     assert info.metadata["experiment"] == NAME and info.metadata["fingerprint"] == "f" * 40
     assert info.signature.inputs.input_names() == ["image"]
-    assert info.signature.params.to_dict()[0]["name"] == "min_score"
+    param = info.signature.params.to_dict()[0]
+    assert param["name"] == "min_score" and param["default"] == pytest.approx(logged["threshold"])
+    assert info.metadata["min_score"] == pytest.approx(logged["threshold"])
     local = Path(mlflow.artifacts.download_artifacts(logged["uri"]))
     requirements = (local / "requirements.txt").read_text().split()
     assert sorted(r.split("==")[0] for r in requirements) == ["mlflow", "numpy", "pandas", "pillow", "tensorflow"]
     assert (local / "artifacts" / "saved_model" / "saved_model.pb").is_file()
+    assert json.loads((local / "artifacts" / "export_info.json").read_text())["run_id"] == logged["run_id"]
+    # the export is the served model's artifact: no other copy of the model in the run, no internal files
+    assert [a.path for a in mlflow.artifacts.list_artifacts(run_id=logged["run_id"])] == ["config.yml"]
+    assert not [p for p in local.rglob("*") if p.name.startswith(".urban_detection")]
+    assert any(logged["export"].rglob(".urban_detection_written.jsonl"))  # (they are in the export folder)
     assert json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]["columns"] == ["image"]
+
+
+def test_logging_the_same_export_again_reuses_the_served_model(logged):
+    again = serving.log_served_model(logged["export"], logged["run_id"], NAME, min_score=logged["threshold"])
+    assert again == logged["uri"]
+    models = mlflow.search_logged_models(experiment_ids=[logged["experiment_id"]], output_format="list")
+    assert len(models) == 1
 
 
 def test_pyfunc_gives_the_exported_detectors_detections(logged, images):
     model = mlflow.pyfunc.load_model(logged["uri"])
     # bytes as in Python, base64 text as in JSON: both are accepted
     frame = pd.DataFrame({"image": [images[0], base64.b64encode(images[1]).decode()]})
-    out = model.predict(frame)
+    out = model.predict(frame, params={"min_score": 0.0})
     assert list(out.columns) == ["boxes", "labels", "scores", "num_detections"] and len(out) == 2
     for (_, row), data in zip(out.iterrows(), images):
         assert_same(row, reference(logged["detector"], data))
@@ -133,10 +150,14 @@ def test_pyfunc_gives_the_exported_detectors_detections(logged, images):
         boxes = np.asarray(row["boxes"])
         assert boxes.min() >= 0 and boxes.max() <= 1 and np.all(boxes[:, 2:] >= boxes[:, :2])  # yxyx in [0, 1]
 
-    threshold = float(np.median(out.iloc[0]["scores"]))
+    threshold = float(np.quantile(out.iloc[0]["scores"], 0.75))
     strict = model.predict(frame.iloc[:1], params={"min_score": threshold}).iloc[0]
     assert_same(strict, reference(logged["detector"], images[0], threshold))
     assert strict["num_detections"] < out.iloc[0]["num_detections"]
+    # without min_score: the threshold the model was logged with (in a kedro run, the render threshold)
+    default = model.predict(frame.iloc[:1]).iloc[0]
+    assert_same(default, reference(logged["detector"], images[0], logged["threshold"]))
+    assert 0 < default["num_detections"] < out.iloc[0]["num_detections"]
 
     with pytest.raises(MlflowException, match="image 1: not a readable JPEG or PNG"):
         model.predict(pd.DataFrame({"image": [images[0], b"not an image"]}))
@@ -173,7 +194,8 @@ def test_mlflow_models_serve_answers_with_the_same_detections(logged, images):
         assert any("uvicorn" in " ".join(p.cmdline()) for p in group_members(proc.pid))  # the stop covers it
 
         body = {"dataframe_split": {"columns": ["image"],
-                                    "data": [[base64.b64encode(data).decode()] for data in images]}}
+                                    "data": [[base64.b64encode(data).decode()] for data in images]},
+                "params": {"min_score": 0.0}}
         status, answer = http(opener, f"{base}/invocations", body)
         assert status == 200, answer[:2000]
         predictions = json.loads(answer)["predictions"]
@@ -206,7 +228,8 @@ def test_served_model_needs_no_project_code(logged, images, tmp_path):
         sys.modules["urban_detection"] = None  # any import of the project now fails
         import mlflow, pandas as pd
         model = mlflow.pyfunc.load_model({local!r})
-        out = model.predict(pd.DataFrame({{"image": [open({str(tmp_path / "image.png")!r}, "rb").read()]}}))
+        out = model.predict(pd.DataFrame({{"image": [open({str(tmp_path / "image.png")!r}, "rb").read()]}}),
+                            params={{"min_score": 0.0}})
         print("RESULT" + json.dumps(out.iloc[0].to_dict()))
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,

@@ -105,5 +105,6 @@ def ui(env: str, port: str | None, host: str | None):
     if uri.startswith("http"):
         raise click.ClickException(f"the tracking store is a server ({uri}): open it in a browser")
     click.echo(f"MLflow UI of {uri} at http://{host}:{port} (training runs first)")
+    # from the project root: the store's artifact locations are relative to it (urban_detection.mlflow_store)
     sys.exit(subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
-                              "--port", port, "--app-name", APP_NAME]))
+                              "--port", port, "--app-name", APP_NAME], cwd=project_path))

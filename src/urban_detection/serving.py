@@ -1,8 +1,10 @@
 """A trained detector as an MLflow model: images in, boxes, labels and scores out.
 
 :func:`log_served_model` logs an experiment's export (``<experiment>.export``: the TF
-SavedModel) as an MLflow pyfunc model named ``served_model`` into the MLflow run the
-model was trained in, so that
+SavedModel and ``export_info.json``) as an MLflow pyfunc model named ``served_model`` into
+the MLflow run the model was trained in. The export *is* the served model's artifact: it is
+the one copy of the model in the run (no separate ``export/`` artifacts, no Keras logged
+model; ``model.keras`` stays in ``data/06_models/<experiment>/export``). Then
 
     mlflow models serve -m runs:/<run_id>/served_model --env-manager local
 
@@ -12,7 +14,12 @@ holding JPEG or PNG bytes (in JSON, base64 text:
 ``bytes`` or base64 ``str``). Images may have any size (the SavedModel resizes). Output:
 one row per image with ``boxes`` (normalised ``[ymin, xmin, ymax, xmax]``), ``labels``
 (1 vehicle, 2 pedestrian, 4 cyclist), ``scores`` (best first) and ``num_detections``.
-The optional parameter ``min_score`` (default 0) drops weaker detections.
+The parameter ``min_score`` drops weaker detections; its default is the threshold the
+model was logged with: the render pipeline's ``render.score_threshold`` (0.3), so the
+served model returns what the videos draw. ``min_score=0`` returns all 100 boxes.
+
+Logging the same export again (the evaluate pipeline re-run on an unchanged model) reuses
+the run's served model instead of storing another copy.
 
 Why a small pyfunc and not kedro-mlflow's ``pipeline_ml_factory``:
 
@@ -30,8 +37,9 @@ Why a small pyfunc and not kedro-mlflow's ``pipeline_ml_factory``:
   silently read the project's ``data/06_models`` instead of its own artifact.
 
 So each model is logged by :func:`log_served_model` (the project's
-``ModelArtifactsHooks`` calls it once ``<experiment>.export`` is saved), as a pyfunc over
-the same SavedModel the evaluate and render pipelines use. It is logged as MLflow
+``ModelArtifactsHooks`` calls it once ``<experiment>.export`` is saved, then registers it,
+see :mod:`urban_detection.registry`), as a pyfunc over the same SavedModel the evaluate and
+render pipelines use. It is logged as MLflow
 "models from code": this file is copied into the model and run on its own when the model
 loads (hence the ``set_model`` at the end and only numpy, pandas and mlflow imported at
 the top), so serving needs tensorflow, pillow, pandas and numpy, not this project.
@@ -42,9 +50,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +67,7 @@ log = logging.getLogger(__name__)
 SERVED_MODEL = "served_model"  # the model's name in its run: runs:/<run_id>/served_model
 IMAGE_COLUMN = "image"
 OUTPUT_COLUMNS = ("boxes", "labels", "scores", "num_detections")
+RENDER_SCORE_THRESHOLD = 0.3  # conf/base/parameters_render.yml render.score_threshold (the hook passes the session's)
 
 
 def decode_image(value, row: int = 0) -> np.ndarray:
@@ -96,6 +108,7 @@ class DetectorModel(PythonModel):
 
         self._module = tf.saved_model.load(context.artifacts["saved_model"])
         self._serve = self._module.signatures["serving_default"]
+        self._min_score = float((context.model_config or {}).get("min_score", 0.0))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """``model_input``: a DataFrame with column ``image`` (or a list of images); a DataFrame out."""
@@ -104,7 +117,8 @@ class DetectorModel(PythonModel):
         images = model_input[IMAGE_COLUMN] if isinstance(model_input, pd.DataFrame) else model_input
         if isinstance(images, (bytes, str)):
             images = [images]
-        min_score = float((params or {}).get("min_score") or 0.0)
+        given = (params or {}).get("min_score")
+        min_score = float(self._min_score if given is None else given)
         rows = []
         for i, value in enumerate(list(images)):
             try:
@@ -126,8 +140,8 @@ def _example_image() -> bytes:
     return buf.getvalue()
 
 
-def model_signature():
-    """Input: binary column ``image``; output: detections per image; parameter ``min_score``."""
+def model_signature(min_score: float = 0.0):
+    """Input: binary column ``image``; output: detections per image; parameter ``min_score`` (default ``min_score``)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
     from mlflow.types.schema import Array
@@ -140,7 +154,7 @@ def model_signature():
             ColSpec(Array(DataType.double), "scores"),
             ColSpec(DataType.long, "num_detections"),
         ]),
-        params=ParamSchema([ParamSpec("min_score", DataType.double, 0.0)]),
+        params=ParamSchema([ParamSpec("min_score", DataType.double, float(min_score))]),
     )
 
 
@@ -151,10 +165,44 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "tensorflow", "pillow", "pandas", "numpy")]
 
 
-def log_served_model(export_dir: Path, run_id: str, experiment: str) -> str:
+def _code_version() -> str:
+    """Hash of this file: a served model logged by other serving code is not reused."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def served_model_tags(info: dict, min_score: float) -> dict[str, str]:
+    """Tags of a served model that say which export it serves and how (equal tags: the same served model)."""
+    return {"fingerprint": str(info.get("fingerprint", "")), "step": str(info.get("step", "")),
+            "min_score": f"{float(min_score):g}", "serving_code": _code_version()}
+
+
+def find_served_model(run_id: str, tags: dict[str, str]):
+    """The run's ready ``served_model`` with exactly these tags (the same export, threshold and code), else None."""
+    import mlflow
+
+    run = mlflow.get_run(run_id)
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list",
+        filter_string=f"source_run_id = '{run_id}' AND name = '{SERVED_MODEL}'")
+    return next((m for m in found if str(m.status).endswith("READY")
+                 and all(m.tags.get(k) == v for k, v in tags.items())), None)
+
+
+def _staged_export(saved_model: Path, tmp: Path) -> Path:
+    """A copy of the SavedModel folder without the project's ownership manifests (not model files)."""
+    from urban_detection.files.manifest import MANIFEST_NAME
+
+    staged = tmp / "saved_model"
+    shutil.copytree(saved_model, staged, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+    return staged
+
+
+def log_served_model(export_dir: Path, run_id: str, experiment: str,
+                     min_score: float = RENDER_SCORE_THRESHOLD) -> str:
     """Log the export in ``export_dir`` (``saved_model/``, ``export_info.json``) as the pyfunc model
-    ``served_model`` into the MLflow run ``run_id``; returns the model URI (``models:/<model id>``;
-    ``runs:/<run_id>/served_model`` names the same model)."""
+    ``served_model`` into the MLflow run ``run_id``, its default ``min_score`` the render threshold;
+    returns the model URI (``models:/<model id>``; ``runs:/<run_id>/served_model`` names the same
+    model). The run's served model of the same export, threshold and code is reused, not logged again."""
     import mlflow
 
     from urban_detection.tracking import experiment_run
@@ -166,17 +214,26 @@ def log_served_model(export_dir: Path, run_id: str, experiment: str) -> str:
     mlflow.get_run(run_id)  # an unknown run raises here, not after a new run was opened
     info_path = export_dir / "export_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    metadata = {"experiment": experiment, **{k: v for k, v in info.items() if v is not None}}
-    example = pd.DataFrame({IMAGE_COLUMN: [_example_image()]})
-    with experiment_run(experiment, run_id=run_id):
+    tags = served_model_tags(info, min_score)
+    existing = find_served_model(run_id, tags)
+    if existing is not None:
+        log.info("%s: the run %s already serves this export (%s): not stored again", experiment, run_id,
+                 existing.model_id)
+        return f"models:/{existing.model_id}"
+    metadata = {"experiment": experiment, "min_score": float(min_score),
+                **{k: v for k, v in info.items() if v is not None}}
+    artifacts = {"export_info": str(info_path)} if info_path.is_file() else {}
+    with tempfile.TemporaryDirectory(prefix="served_model-") as tmp, experiment_run(experiment, run_id=run_id):
         model_info = mlflow.pyfunc.log_model(
             name=SERVED_MODEL,
             python_model=Path(__file__),  # models from code: this file, run by MLflow on its own
-            artifacts={"saved_model": str(saved_model)},
+            artifacts={"saved_model": str(_staged_export(saved_model, Path(tmp))), **artifacts},
+            model_config={"min_score": float(min_score)},
             pip_requirements=pip_requirements(),
-            signature=model_signature(),
-            input_example=example,
+            signature=model_signature(min_score),
+            input_example=pd.DataFrame({IMAGE_COLUMN: [_example_image()]}),
             metadata=metadata,
+            tags=tags,
         )
     log.info("%s: served model logged to MLflow run %s (%s); serve it with "
              "`mlflow models serve -m runs:/%s/%s --env-manager local`",

@@ -1,10 +1,16 @@
 """MLflow helpers for per-experiment child runs (the kedro run is the parent).
 
-kedro-mlflow opens the parent run for every ``kedro run``; each trained model gets its
+kedro-mlflow opens the parent run for every ``kedro run``; the project names it
+:func:`parent_run_name` (experiments, pipelines, start time). Each trained model gets its
 own child run, named ``<experiment> <fingerprint[:8]> <start time>`` and tagged with
 ``experiment`` and ``fingerprint``, holding the params the model was trained with.
 Resumed training reopens the run of the same fingerprint; evaluation and rendering log
 into the run recorded with the model, so its metrics sit beside its params.
+
+Metric keys: ``train/...`` per logged step; :data:`CHECKPOINT_VAL` ``/...`` at each
+checkpoint (the validation loss over ``train.val_batches`` batches and COCO metrics on the
+fixed ``train.val_coco_frames`` subset that picks the best checkpoint); ``val/...`` and
+``test/...`` from the evaluate pipeline (every evaluation frame), at the exported step.
 """
 from __future__ import annotations
 
@@ -20,6 +26,18 @@ from urban_detection.detection.config import flatten
 log = logging.getLogger(__name__)
 # MLflow 3's UI opens an experiment of this kind on its runs (not on the GenAI overview)
 EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+# Validation scored at each checkpoint during training (a fixed subset of val frames), not the
+# evaluate pipeline's final val metrics (``val/...``, all evaluation frames): distinct keys.
+CHECKPOINT_VAL = "val_checkpoint"
+
+
+def parent_run_name(pipelines: list[str], experiments: list[str], when: float | None = None) -> str:
+    """``fast_cpu · train+evaluate · 2025-01-01 12:00``: what a kedro run ran, on which experiments, when
+    (``__default__`` is ``all pipelines``; more than three experiments are counted)."""
+    pipes = "+".join("all pipelines" if p == "__default__" else p for p in pipelines) or "all pipelines"
+    names = list(experiments)
+    exps = "+".join(names) if len(names) <= 3 else f"{names[0]}+{len(names) - 1} more"
+    return " · ".join([*([exps] if names else []), pipes, time.strftime("%Y-%m-%d %H:%M", time.localtime(when))])
 
 
 def _usable(run_id: str | None) -> bool:

@@ -22,7 +22,7 @@ from urban_detection.detection.distribute import is_chief, strategy_scope
 from urban_detection.detection.precision import configure_precision
 from urban_detection.detection.checkpoints import TrainingRecord
 from urban_detection.detection.trained import TrainedDetector
-from urban_detection.tracking import experiment_run, log_metrics
+from urban_detection.tracking import CHECKPOINT_VAL, experiment_run, log_metrics
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 judged, is_best = judge(step, path, val_metrics)
                 if not chief:
                     return
-                log_metrics({f"val/{k}": v for k, v in judged.items()}, step)
+                log_metrics({f"{CHECKPOINT_VAL}/{k}": v for k, v in judged.items()}, step)
                 if is_best:
-                    log_metrics({"val/best_step": step}, step)
+                    log_metrics({f"{CHECKPOINT_VAL}/best_step": step}, step)
                 if tcfg.get("log_checkpoints", False):
                     for f in Path(path).parent.glob(Path(path).name + ".*"):
                         mlflow.log_artifact(str(f), artifact_path="checkpoints")
@@ -128,7 +128,9 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 step = int(record.best.best_step)
                 log.info("%s: best checkpoint step %d (%s %.4f) of %d", name, step, record.best.metric,
                          record.best.best_value, result.step)
-            if chief and trained_now and tcfg.get("log_keras_model", True):
+            # One copy of the model per run: the export, logged as the served model (serving.py).
+            # train.log_keras_model=true also logs the Keras model here (a second copy).
+            if chief and trained_now and tcfg.get("log_keras_model", False):
                 mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow", "keras", "keras-hub"])
             summary = {
                 "start_step": int(result.start_step),

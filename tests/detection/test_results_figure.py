@@ -4,7 +4,8 @@ from matplotlib.figure import Figure
 from urban_detection.detection.checkpoint_eval import MAP, MAP50
 from urban_detection.detection.results_figure import best_step_of, results_figure, series, smooth
 
-TITLES = ["classification loss", "localization loss", "total loss", "learning rate", "val mAP", "val mAP@.50IOU"]
+VAL_MAP, VAL_MAP50 = "val mAP (checkpoint subset)", "val mAP@.50IOU (checkpoint subset)"
+TITLES = ["classification loss", "localization loss", "total loss", "learning rate", VAL_MAP, VAL_MAP50]
 
 
 def _history(n=10, every=20):
@@ -45,10 +46,10 @@ def test_panels_lines_and_best_step():
     np.testing.assert_allclose(cls.lines[2].get_ydata(), [0.8, 0.6, 0.7])
     assert _labels(axes["learning rate"]) == ["train", "best step 200"]
     # best by mAP is step 200 (not 300, which has the best mAP@.50IOU): a star on both metric panels
-    assert _labels(axes["val mAP"]) == ["val", "best step 200", "best 0.1200"]
-    star = axes["val mAP@.50IOU"].lines[-1]
+    assert _labels(axes[VAL_MAP]) == ["val", "best step 200", "best 0.1200"]
+    star = axes[VAL_MAP50].lines[-1]
     assert list(star.get_xdata()) == [200] and list(star.get_ydata()) == [0.2]
-    assert list(axes["val mAP"].lines[1].get_xdata()) == [200, 200]  # the vertical best-step line
+    assert list(axes[VAL_MAP].lines[1].get_xdata()) == [200, 200]  # the vertical best-step line
     assert fig._suptitle.get_text() == "fast_cpu"
 
 
@@ -65,7 +66,7 @@ def test_empty_val_history_and_empty_history():
     fig = results_figure(_history(3), [])
     axes = _by_title(fig)
     assert _labels(axes["total loss"]) == ["train"]  # too few points to smooth
-    for title in ("val mAP", "val mAP@.50IOU"):
+    for title in (VAL_MAP, VAL_MAP50):
         assert len(axes[title].lines) == 0 and axes[title].texts[0].get_text() == "no validation yet"
     fig = results_figure([], [])
     assert all(len(ax.lines) == 0 for ax in fig.axes) and len(fig.axes) == 6
@@ -78,7 +79,7 @@ def test_val_losses_without_coco_metrics_and_missing_values():
     axes = _by_title(fig)
     assert _labels(axes["total loss"]) == ["val"]
     assert axes["classification loss"].texts[0].get_text() == "no data"
-    assert len(axes["val mAP"].lines) == 0  # NaN is not drawn, and no best step without a value
+    assert len(axes[VAL_MAP].lines) == 0  # NaN is not drawn, and no best step without a value
     steps, values = series(val, MAP)
     assert len(steps) == 0 and len(values) == 0
 

@@ -85,8 +85,8 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
         f"{NAME}.bootstrap_draws": ParquetDataset(filepath=str(out / "08_reporting" / NAME / "bootstrap_draws.parquet")),
     })
     pipe = evaluate_pipeline()
-    assert {n.name for n in pipe.nodes} == {"ingest_eval_trips", f"{NAME}.export", f"{NAME}.evaluate",
-                                            "compare_experiments"}
+    assert {n.name for n in pipe.nodes} == {"ingest_eval_trips", "report_eval_frames", f"{NAME}.export",
+                                            f"{NAME}.evaluate", "compare_experiments"}
     SequentialRunner().run(pipe.from_inputs(f"{NAME}.config", f"{NAME}.model"), catalog)
 
     metrics = json.loads((out / "08_reporting" / NAME / "metrics.json").read_text())
@@ -160,7 +160,7 @@ def test_evaluate_and_render_pipelines_through_the_catalog(tiny_data, tiny_train
                      "tracking": True, "tracker": {"max_age": 2}, "large_box_filter": EVALUATE["large_box_filter"],
                      "batch_size": 8, "max_frames": None, "max_side": 960, "gif": True, "gif_max_side": 48}
     catalog["params:render"] = MemoryDataset(render_params)
-    catalog["params:ingest.source_dir"] = MemoryDataset(str(raw_dir))
+    catalog["ingest_source"] = MemoryDataset(raw_dir, copy_mode="assign")
     catalog[f"{NAME}.video"] = VideoDataset(str(out / "08_reporting" / "videos" / f"{NAME}.mp4"))
     catalog[f"{NAME}.render_info"] = MemoryDataset()
     SequentialRunner().run(render_pipeline(), catalog)

@@ -5,7 +5,8 @@
 checkpoints itself during training (every N steps, resumable), so the node gets the
 folder rather than returning the checkpoints. ``{experiment}.model`` is the trained
 detector (weights + config + provenance); ``{experiment}.export`` is what a serving
-system reads (``model.keras`` and a TF SavedModel).
+system reads (``model.keras`` and a TF SavedModel). Their ``kedro viz`` previews read
+``model.json`` / ``export_info.json`` only (no model is built).
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import JSONPreview
 
 from urban_detection import files
+from urban_detection.datasets.folders import FolderDataset
 from urban_detection.detection.checkpoints import CheckpointStore
-from urban_detection.datasets.trips import FolderDataset
 from urban_detection.detection.trained import META_FILE, TrainedDetector, load_trained, read_metadata, save_trained
 
 EXPORT_INFO = "export_info.json"
@@ -28,6 +30,9 @@ class CheckpointsDataset(FolderDataset):
 
     def load(self) -> CheckpointStore:
         return CheckpointStore(self._path.resolve())
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"{self._path}: TensorFlow writes the checkpoints during training; nothing is saved here")
 
 
 class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):
@@ -54,6 +59,18 @@ class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):
     def metadata_only(self) -> dict:
         """``model.json`` without building the model (fingerprint checks)."""
         return read_metadata(self._path)
+
+    def preview(self) -> JSONPreview:
+        """What ``print(catalog.load(...))`` shows, and how the model was made (provenance, best checkpoint,
+        MLflow run), from ``model.json`` without building the model."""
+        meta = read_metadata(self._path)
+        shell = TrainedDetector(model=None, config=meta["config"], provenance=meta["provenance"],
+                                step=int(meta["step"]), run_id=meta.get("run_id"))
+        summary = meta.get("summary") or {}
+        return JSONPreview(json.dumps({
+            "repr": repr(shell), "path": str(self._path), "step": shell.step, "mlflow_run_id": shell.run_id,
+            "best": summary.get("best"), "last_step": summary.get("last_step"),
+            "provenance": meta["provenance"]}, indent=2, default=str))
 
 
 def export_info(trained: TrainedDetector) -> dict:
@@ -106,6 +123,14 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
 
     def _exists(self) -> bool:
         return (self._path / EXPORT_INFO).is_file()
+
+    def preview(self) -> JSONPreview:
+        """``export_info.json`` (experiment, step, fingerprint, MLflow run, files) and the files' sizes."""
+        info = {k: v for k, v in json.loads((self._path / EXPORT_INFO).read_text()).items() if k != "config"}
+        sizes = {p.name: round(sum(f.stat().st_size for f in ([p] if p.is_file() else p.rglob("*"))
+                                   if f.is_file()) / 1e6, 3)
+                 for p in sorted(self._path.iterdir()) if not p.name.startswith(".")}
+        return JSONPreview(json.dumps({"path": str(self._path), **info, "MB": sizes}, indent=2, default=str))
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}

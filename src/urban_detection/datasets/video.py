@@ -4,7 +4,7 @@ kedro-datasets' ``video.VideoDataset`` writes through OpenCV, whose pip wheels e
 ``mp4v``, which browsers do not play; this one encodes H.264 with imageio-ffmpeg.
 Saving takes a :class:`~urban_detection.detection.render.Video` (a GIF
 ``<name>.gif`` is written too when its ``gif_max_side`` is set); loading returns one
-with the decoded frames.
+with the decoded frames. ``kedro viz`` previews a poster frame (PNG).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import ImagePreview
 
 from urban_detection.detection.render import Video, gif_frames
 from urban_detection.detection.video import write_video
@@ -50,3 +51,30 @@ class VideoDataset(AbstractDataset[Video, Video]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+    def preview(self, frame: int = 10, max_side: int = 640) -> ImagePreview:
+        """A poster frame: frame ``frame`` (1 s in at 10 frames/s; the last one of a shorter video),
+        at most ``max_side`` px, as a base64 PNG. Decodes only the frames up to it."""
+        import base64
+        import io
+
+        import imageio_ffmpeg
+        from PIL import Image
+
+        reader = imageio_ffmpeg.read_frames(str(self._filepath))
+        try:
+            width, height = next(reader)["size"]
+            poster = None
+            for i, buf in enumerate(reader):
+                poster = buf
+                if i >= frame:
+                    break
+        finally:
+            reader.close()
+        if poster is None:
+            raise DatasetError(f"{self._filepath} has no frame")
+        image = Image.fromarray(np.frombuffer(poster, np.uint8).reshape(height, width, 3))
+        image.thumbnail((max_side, max_side))
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return ImagePreview(base64.b64encode(out.getvalue()).decode("ascii"))

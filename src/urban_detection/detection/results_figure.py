@@ -7,6 +7,11 @@ panel. Inputs are :class:`~.train.TrainResult`'s ``history`` (one dict per progr
 line: ``step``, ``loss/...``, ``learning_rate``) and ``val_history`` (one dict per
 checkpoint: ``step``, the validation ``loss/...`` and, when computed, the COCO metrics of
 :func:`~.checkpoint_eval.val_coco_metrics`). Missing values are simply not drawn.
+
+The validation lines are what training scored at each checkpoint (its loss batches and the
+fixed subset of ``train.val_coco_frames`` frames; MLflow keys ``val_checkpoint/...``), not the
+evaluate pipeline's final val metrics on every evaluation frame (``val/...``): the metric
+panels say "checkpoint subset", so their best value is not mistaken for the final one.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ LOSS_PANELS: tuple[tuple[str, str], ...] = (
     ("loss/total", "total loss"),
 )
 TRAIN_PANELS: tuple[tuple[str, str], ...] = (("learning_rate", "learning rate"),)
-VAL_PANELS: tuple[tuple[str, str], ...] = ((MAP, "val mAP"), (MAP50, "val mAP@.50IOU"))
+VAL_PANELS: tuple[tuple[str, str], ...] = ((MAP, "val mAP (checkpoint subset)"),
+                                          (MAP50, "val mAP@.50IOU (checkpoint subset)"))
 TRAIN_COLOUR, VAL_COLOUR, BEST_COLOUR = "tab:blue", "tab:orange", "tab:green"
 
 

@@ -7,7 +7,7 @@ files of a split. No Kedro here; :mod:`urban_detection.datasets.trips` stores it
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +21,12 @@ class SplitLeakError(ValueError):
 
 @dataclass
 class Trips:
-    """Trip TFRecords under ``root`` and their frame index (``path`` column: absolute file paths)."""
+    """Trip TFRecords under ``root`` and their frame index (``path`` column: absolute file paths);
+    ``report``: what the ingest that wrote them read, wrote and skipped (``None`` when unknown)."""
 
     root: Path
     index: pd.DataFrame
+    report: dict | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.root = Path(self.root)

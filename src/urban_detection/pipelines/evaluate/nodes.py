@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from urban_detection import files
+from urban_detection.datasets.folders import FolderWrite, source_params
 from urban_detection.detection.provenance import StaleModelError, check_provenance, short
 from urban_detection.detection.trained import TrainedDetector
 from urban_detection.pipelines.evaluate.compare import HEADLINE, SELECTION_SPLIT, flat_split_metrics
@@ -284,6 +286,29 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
 
 
 # --------------------------------------------------------------------------- evaluation frames
+
+
+def convert_eval_trips(trips: Trips, split_manifest, source: Path, ingest_params: dict,
+                       evaluate_params: dict) -> FolderWrite:
+    """The val/test trips of ``ingest_source`` converted again (:func:`ingest_eval_trips`) into the folder
+    of ``eval_trips``, which runs it when Kedro saves it (:mod:`urban_detection.datasets.folders`)."""
+    params = source_params(source, ingest_params)
+    return FolderWrite(partial(_eval_trips_into, trips=trips, split_manifest=split_manifest, ingest_params=params,
+                               evaluate_params=evaluate_params), "evaluation trip TFRecords")
+
+
+def _eval_trips_into(eval_trip_store: Path, trips: Trips, split_manifest, ingest_params: dict,
+                     evaluate_params: dict) -> Trips:
+    eval_trips, report = ingest_eval_trips(trips, split_manifest, eval_trip_store, ingest_params, evaluate_params)
+    eval_trips.report = report
+    return eval_trips
+
+
+def eval_frames_report(eval_trips: Trips) -> dict:
+    """The report of the conversion that wrote ``eval_trips`` (frames per split, stride, reused trips, skipped)."""
+    if eval_trips.report is None:
+        raise ValueError(f"no report beside the evaluation trips in {eval_trips.root}: run the evaluate pipeline")
+    return eval_trips.report
 
 
 def ingest_eval_trips(trips: Trips, split_manifest, eval_trip_store: Path, ingest_params: dict,

@@ -1,7 +1,8 @@
 """Export and evaluation of each selected experiment, then one comparison over them.
 
-``ingest_eval_trips`` first converts the val and test trips again at ``evaluate.frame_stride``
-(every frame, 10 Hz, by default) into ``eval_trips``: the frames every experiment is scored on.
+``ingest_eval_trips`` first converts the val and test trips of ``ingest_source`` again at
+``evaluate.frame_stride`` (every frame, 10 Hz, by default) into ``eval_trips``: the frames every
+experiment is scored on (``report_eval_frames``: their ``eval_frames_report``).
 Per experiment of ``train.experiments`` (a namespace, as in the train pipeline):
 ``<name>.model`` -> ``export_<name>`` -> ``<name>.export`` and ``evaluate_<name>`` ->
 ``<name>.metrics``, ``<name>.coco_files``, ``<name>.evaluation_figures``, ``<name>.bootstrap_draws``,
@@ -18,7 +19,8 @@ from kedro.pipeline import Pipeline, node, pipeline
 from urban_detection.pipelines import selection
 
 from .compare import compare_experiments
-from .nodes import ingest_eval_trips, make_evaluate_node, make_export_node, make_stored_reference_node
+from .nodes import (convert_eval_trips, eval_frames_report, make_evaluate_node, make_export_node,
+                    make_stored_reference_node)
 
 OUTPUTS = ["metrics", "coco_files", "evaluation_figures", "bootstrap_draws", "slices", "per_trip"]
 
@@ -28,10 +30,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     names = list(chosen)
     branches = Pipeline([])  # the configs' node comes from the train pipeline (pipeline_registry adds it)
     if names:
-        branches += Pipeline([
-            node(ingest_eval_trips, ["trips", "split_manifest", "eval_trip_store", "params:ingest",
-                                     "params:evaluate"], ["eval_trips", "eval_frames_report"],
-                 name="ingest_eval_trips"),
+        branches += Pipeline([  # the node returns the conversion; eval_trips runs it on its folder
+            node(convert_eval_trips, ["trips", "split_manifest", "ingest_source", "params:ingest", "params:evaluate"],
+                 "eval_trips", name="ingest_eval_trips"),
+            node(eval_frames_report, "eval_trips", "eval_frames_report", name="report_eval_frames"),
         ])
     for name in names:
         branches += pipeline(

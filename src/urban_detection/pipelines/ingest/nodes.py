@@ -1,11 +1,20 @@
-"""Nodes of the ingest pipeline: thin wrappers around :mod:`urban_detection.waymo`."""
+"""Nodes of the ingest pipeline: thin wrappers around :mod:`urban_detection.waymo`.
+
+The nodes that fill a folder (``synthesize_trips`` -> ``synthetic_store``, ``convert_trips`` ->
+``trips``) return a :class:`~urban_detection.datasets.folders.FolderWrite`: the catalog
+dataset runs it on its folder when Kedro saves the node's output (see
+:mod:`urban_detection.datasets.folders`). :func:`write_synthetic` and :func:`ingest_trips`
+do the work, given the folder.
+"""
 from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 from urban_detection import files
+from urban_detection.datasets.folders import FolderWrite, source_params
 from urban_detection.waymo.ingest import ingest_files
 from urban_detection.waymo.lighting import estimate_lighting
 from urban_detection.waymo.synthetic import write_synthetic_trips
@@ -16,9 +25,14 @@ GENERATION_KEYS = ("trips", "frames_per_trip", "width", "height", "seed")
 STAMP = "synthetic_params.json"  # in the synthetic folder: which files this project generated, with which settings
 
 
-def synthesize_trips(out_dir: Path, params: dict, source_dir: str) -> dict:
+def synthesize_trips(source: Path, params: dict) -> FolderWrite:
+    """The embedded synthetic trips, written into ``synthetic_store`` when ``ingest_source`` is that folder."""
+    return FolderWrite(partial(write_synthetic, params=params, source_dir=str(source)), "synthetic trips")
+
+
+def write_synthetic(out_dir: Path, params: dict, source_dir: str) -> dict:
     """Write the embedded synthetic trips into ``out_dir`` (the ``synthetic_store`` folder)
-    when ``ingest.source_dir`` points at it.
+    when ``source_dir`` (the ``ingest_source`` folder) is that folder.
 
     Returns the manifest (generation settings and files). Trips already written with the
     same settings are not generated again; with other settings the project's own earlier
@@ -46,7 +60,28 @@ def synthesize_trips(out_dir: Path, params: dict, source_dir: str) -> dict:
     return {"generated": True, "source_dir": str(out_dir), **manifest}
 
 
-def ingest_trips(synthetic_manifest: dict, trip_store: Path, params: dict) -> tuple[Trips, dict]:
+def convert_trips(synthetic_store: Path, source: Path, params: dict) -> FolderWrite:
+    """Every source of ``ingest_source`` converted into ``trips`` (the folder, its frame index and report).
+
+    ``synthetic_store`` is an input so that the generator runs first (when it fills the source)."""
+    params = source_params(source, params)
+    return FolderWrite(partial(_ingest_into, synthetic_store=synthetic_store, params=params), "trip TFRecords")
+
+
+def _ingest_into(trip_store: Path, synthetic_store: Path, params: dict) -> Trips:
+    trips, report = ingest_trips(synthetic_store, trip_store, params)
+    trips.report = report
+    return trips
+
+
+def ingest_report(trips: Trips) -> dict:
+    """The report of the ingest that wrote ``trips`` (files, trips, frames read and written, skipped)."""
+    if trips.report is None:
+        raise ValueError(f"no ingest report beside the trips in {trips.root}: run the ingest pipeline again")
+    return trips.report
+
+
+def ingest_trips(synthetic_manifest, trip_store: Path, params: dict) -> tuple[Trips, dict]:
     """Convert every source of ``params['source_dir']`` into one training TFRecord per trip in
     ``trip_store``. Returns the trips (frame index) and the ingest report."""
     from urban_detection.waymo.sources import find_sources

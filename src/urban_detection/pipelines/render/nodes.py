@@ -2,7 +2,7 @@
 
 The trip is ``render.trip`` or, when null, the first test trip of the verified split
 manifest (sorted by name). Frames are read at full rate from the trip's raw Waymo segment
-in ``ingest.source_dir`` when there is one, else from the ingested trip TFRecord (every
+in ``ingest_source`` (``ingest.source_dir``) when there is one, else from the ingested trip TFRecord (every
 ``frame_stride``-th frame: the video then plays those at ``render.fps`` and its info says
 so). The frames go to ``<name>.video`` (an MP4 written by the video dataset) and the
 numbers to ``<name>.render_info``. Like evaluate, render first checks the export against the
@@ -37,10 +37,10 @@ def choose_trip(split_manifest: pd.DataFrame, trip: str | None = None, split: st
 def make_render_node(name: str) -> Callable:
     """The render node of experiment ``name``."""
 
-    def render(export, config: dict, trips: Trips, split_manifest: pd.DataFrame, params: dict, source_dir: str):
+    def render(export, config: dict, trips: Trips, split_manifest: pd.DataFrame, params: dict, source_dir):
         """``export``: the exported SavedModel detector (``<name>.export``); ``config``: the experiment's
         current resolved config (``<name>.config``), which with ``trips`` and ``split_manifest`` must
-        have made the exported model."""
+        have made the exported model; ``source_dir``: the ``ingest_source`` folder."""
         from urban_detection.detection.evaluate import json_safe
         from urban_detection.detection.render import Video, render_frames, trip_frame_source
 
