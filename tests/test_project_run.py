@@ -85,6 +85,10 @@ def test_finetune_chain_provenance_and_resume(tiny_project: Path):
         assert [m.step for m in client.get_metric_history(run.info.run_id,
                                                           "val_checkpoint/DetectionBoxes_Precision/mAP")] == [2, 4]
         assert not client.get_metric_history(run.info.run_id, "val/DetectionBoxes_Precision/mAP")
+    # the kedro run's own (parent) run holds the wall time of each node: where the time went
+    parent_run = client.get_run(runs["augs3"].data.tags["mlflow.parentRunId"]).data.metrics
+    assert 0 < parent_run["time/augs3.train"] < parent_run["time/run"]
+    assert parent_run["time/resolve_experiment_configs"] > 0
 
     # a changed setting trains a new model in a new checkpoint folder; the old one is kept
     first = load_model(tiny_project, "augmentations2_small_lr")

@@ -49,7 +49,7 @@ def experiment(name: str, gts, dets):
     result = evaluate_detections(gts, dets, bootstrap=SETTINGS)
     boot = result["bootstrap"]
     split_doc = {"frames": len(gts), "trips": len(boot["trips"]), "metrics": result["metrics"], "losses": {},
-                 "bootstrap": {k: boot[k] for k in ("trips", "draws", "seed", "level", "intervals")}}
+                 "bootstrap": {k: boot[k] for k in ("trips", "draws", "seed", "level", "point", "intervals")}}
     doc = {"experiment": name, "evaluated": True, "step": 10, "fingerprint": name * 4, "arch": "a", "image_size": 320,
            "splits": {"test": split_doc}, "waymo_matcher": "hungarian"}
     draws = pd.DataFrame({"split": "test", "slice": "all", "draw": range(boot["draws"]), **boot["values"]})
@@ -79,6 +79,9 @@ def test_paired_verdicts_find_a_built_in_difference_and_none_between_identical_d
     assert row["fp"] < row["a"] and row["a ci95_low"] <= row["a"] <= row["a ci95_high"]
     assert row["a ci95_low"] < row["a ci95_high"]  # 12 trips of different frames: a real interval
     assert "## test: difference from a (paired trip bootstrap)" in md and "**worse**" in md
+    # metrics COCO does not report (AP50 of medium objects: all here) are paired from the bootstrap's point values
+    medium = next(line for line in md.splitlines() if line.startswith(f"| {AP50} (medium) |"))
+    assert "n/a" not in medium and "+0.000 [+0.000, +0.000] not distinguishable" in medium
     value, ci = row["a"], (row["a ci95_low"], row["a ci95_high"])
     assert f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in md
     assert list(headline["experiment"]) == ["a", "same", "fp"]

@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 from kedro_datasets._typing import JSONPreview
 
+from urban_detection.datasets.base import PathDataset
 from urban_detection import files
 from urban_detection.datasets.folders import FolderDataset
 from urban_detection.detection.checkpoints import CheckpointStore
@@ -35,12 +36,8 @@ class CheckpointsDataset(FolderDataset):
         raise DatasetError(f"{self._path}: TensorFlow writes the checkpoints during training; nothing is saved here")
 
 
-class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):
+class DetectorDataset(PathDataset[TrainedDetector, TrainedDetector]):
     """A trained detector: ``weights.weights.h5`` + ``model.json`` (config, provenance, step, MLflow run)."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
 
     def load(self) -> TrainedDetector:
         if not (self._path / META_FILE).is_file():
@@ -52,9 +49,6 @@ class DetectorDataset(AbstractDataset[TrainedDetector, TrainedDetector]):
 
     def _exists(self) -> bool:
         return (self._path / META_FILE).is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
 
     def metadata_only(self) -> dict:
         """``model.json`` without building the model (fingerprint checks)."""
@@ -82,21 +76,13 @@ def export_info(trained: TrainedDetector) -> dict:
             "config": trained.config}
 
 
-class ExportDataset(AbstractDataset[TrainedDetector, Any]):
+class ExportDataset(PathDataset[TrainedDetector, Any]):
     """``model.keras`` + ``saved_model/`` (uint8 images in, OD API outputs out) + ``export_info.json``.
 
     Loading returns the SavedModel as an
     :class:`~urban_detection.detection.export.ExportedDetector` (``detector(images)``),
     with ``.info`` (:func:`export_info`: step, fingerprint, paths, provenance, config) and ``.keras_path``.
     """
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     def info(self) -> dict:
         """``export_info.json`` (step, fingerprint, MLflow run), ``{}`` before the first export."""
@@ -131,6 +117,3 @@ class ExportDataset(AbstractDataset[TrainedDetector, Any]):
                                    if f.is_file()) / 1e6, 3)
                  for p in sorted(self._path.iterdir()) if not p.name.startswith(".")}
         return JSONPreview(json.dumps({"path": str(self._path), **info, "MB": sizes}, indent=2, default=str))
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 from kedro_datasets._typing import TablePreview
+
+from urban_detection.datasets.base import PathDataset
 
 log = logging.getLogger(__name__)
 PREVIEW_ROWS = 10
@@ -50,13 +52,9 @@ def listing(folder: Path, rows: int = PREVIEW_ROWS) -> TablePreview:
     return TablePreview({"index": list(range(len(data))), "columns": ["file", "MB"], "data": data})
 
 
-class SourceFolderDataset(AbstractDataset[None, Path]):
+class SourceFolderDataset(PathDataset[None, Path]):
     """Load only: the user's input folder (``ingest_source``). Loading returns its path as given
     (it may not exist yet: the synthetic generator creates the default one); nothing is ever saved."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
 
     def load(self) -> Path:
         return self._path
@@ -66,9 +64,6 @@ class SourceFolderDataset(AbstractDataset[None, Path]):
 
     def _exists(self) -> bool:
         return self._path.is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
 
     def preview(self, rows: int = PREVIEW_ROWS) -> TablePreview:
         """The sources an ingest would read (Waymo v1 segments, processed files or v2 segments)."""
@@ -99,17 +94,9 @@ def source_params(source: Path, params: dict) -> dict:
     return {**params, "source_dir": str(source)}
 
 
-class FolderDataset(AbstractDataset[Any, Path]):
+class FolderDataset(PathDataset[Any, Path]):
     """A folder a node fills: saving a :class:`FolderWrite` runs it on the folder. Loading returns
     the folder's path (created when missing)."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     def load(self) -> Path:
         self._path.mkdir(parents=True, exist_ok=True)
@@ -122,9 +109,6 @@ class FolderDataset(AbstractDataset[Any, Path]):
 
     def _exists(self) -> bool:
         return self._path.is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
 
     def preview(self, rows: int = PREVIEW_ROWS) -> TablePreview:
         """The folder's first files and their sizes."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
+from urban_detection.datasets.base import PathDataset
 from urban_detection import files
 
 
@@ -72,10 +73,7 @@ class MediaSourceDataset(AbstractDataset[None, MediaSource]):
         return {"path": self._path}
 
 
-class AnnotatedMediaDataset(AbstractDataset[AnnotatedMedia, list[str]]):
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
+class AnnotatedMediaDataset(PathDataset[AnnotatedMedia, list[str]]):
 
     def load(self) -> list[str]:
         """The annotated files' paths (images and videos), sorted."""
@@ -96,6 +94,3 @@ class AnnotatedMediaDataset(AbstractDataset[AnnotatedMedia, list[str]]):
 
     def _exists(self) -> bool:
         return self._path.is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}

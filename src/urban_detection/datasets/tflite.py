@@ -6,17 +6,14 @@ atomically, only over the project's own files; loading returns ``{format: path}`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 
+from urban_detection.datasets.base import PathDataset
 from urban_detection import files
 
 
-class TFLiteDataset(AbstractDataset[dict, dict]):
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
+class TFLiteDataset(PathDataset[dict, dict]):
 
     def load(self) -> dict[str, str]:
         found = sorted(self._path.glob("*.tflite")) if self._path.is_dir() else []
@@ -31,6 +28,3 @@ class TFLiteDataset(AbstractDataset[dict, dict]):
 
     def _exists(self) -> bool:
         return self._path.is_dir() and any(self._path.glob("*.tflite"))
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}

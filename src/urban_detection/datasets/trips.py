@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import DatasetError
 from kedro_datasets._typing import TablePreview
 
+from urban_detection.datasets.base import PathDataset
 from urban_detection import files
 from urban_detection.datasets.folders import FolderDataset, FolderWrite
 from urban_detection.waymo.trips import Trips
@@ -30,17 +31,9 @@ PREVIEW_COLUMNS = ("trip", "frame", "time_of_day", "weather", "n_vehicle", "n_pe
 __all__ = ["FolderDataset", "INDEX_FILE", "REPORT_FILE", "TripsDataset"]
 
 
-class TripsDataset(AbstractDataset[Trips, Trips]):
+class TripsDataset(PathDataset[Trips, Trips]):
     """Trip TFRecords with their frame index (``<path>/frame_index.parquet``) and the report of
     the ingest that wrote them (``<path>/report.json``)."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     def load(self) -> Trips:
         index_path = self._path / INDEX_FILE

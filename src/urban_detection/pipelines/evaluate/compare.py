@@ -102,7 +102,8 @@ def reference_experiment(params: dict, docs: list[dict]) -> str | None:
 def slice_sections(split_doc: dict) -> dict[str, dict]:
     """``slice -> {"metrics", "intervals"}`` of a split: ``all`` (the whole split) and its trip slices."""
     boot = split_doc.get("bootstrap") or {}
-    out = {"all": {"metrics": split_doc.get("metrics") or {}, "intervals": boot.get("intervals") or {}}}
+    out = {"all": {"metrics": {**(boot.get("point") or {}), **(split_doc.get("metrics") or {})},
+                   "intervals": boot.get("intervals") or {}}}
     out.update({name: {"metrics": s.get("metrics") or {}, "intervals": s.get("intervals") or {}}
                 for name, s in (boot.get("slices") or {}).items()})
     return out

@@ -223,7 +223,9 @@ def _bootstrap_outputs(split: str, result: dict, gt_frames: list, conditions: pd
     from urban_detection.detection.split_bootstrap import frame_trip
 
     boot = result["bootstrap"]
-    split_doc["bootstrap"] = {k: boot[k] for k in ("trips", "draws", "seed", "level", "intervals")}
+    # "point": every bootstrapped metric on the split as it is (also those COCO does not report,
+    # e.g. mAP@.50IOU of small objects), the value the paired differences start from
+    split_doc["bootstrap"] = {k: boot[k] for k in ("trips", "draws", "seed", "level", "point", "intervals")}
     split_doc["bootstrap"]["slices"] = {name: {k: v for k, v in s.items() if k != "values"}
                                         for name, s in boot["slices"].items()}
     split_doc["timing"]["bootstrap_s"] = boot["seconds"]
