@@ -66,7 +66,7 @@ class NodeTimingHooks:
             if start is not None:
                 self._seconds[node.name] = time.perf_counter() - start
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's, which ends the run's MLflow run
     def after_pipeline_run(self) -> None:
         if not self._seconds:
             return
