@@ -8,27 +8,36 @@ its peak memory is its own:
 * ``ingest``: the val/test raw segments converted at ``evaluate.frame_stride`` with
   ``ingest.workers`` processes, as the evaluate pipeline converts its frames
   (:func:`urban_detection.waymo.ingest.ingest_files`);
+* ``predict``: the model's part of the evaluation, ``predict_split`` over val and test as
+  ``evaluate_model`` calls it, at ``--model-sizes`` (default 0.25x and 1x: a model forward pass
+  costs the same for every batch, and on 2 cores 10x would take most of an hour). The
+  evaluation losses are another forward pass over the loss frames, of the same kind;
 * ``evaluate``: :func:`urban_detection.pipelines.evaluate.nodes.evaluate_model` with
-  ``conf/base/parameters_evaluate.yml`` (inference, COCO, Waymo-style AP, the 1,000-draw trip
-  bootstrap with slices, confusion matrices, examples, error gallery, losses: here over the
-  evaluation frames themselves) on val and test;
+  ``conf/base/parameters_evaluate.yml`` on val and test (COCO, Waymo-style AP, the 1,000-draw
+  trip bootstrap with its slices, confusion matrices, examples, error gallery), with the
+  model's part taken out: the detections ``predict`` made at 1x, repeated over this size's
+  trips (trip ``i`` gets the detections of 1x trip ``i mod n``, renamed), and no losses;
 * ``render``: the render node's path (detect with the exported SavedModel, track, draw, encode
-  H.264) over every raw frame of 1, 4 and 10 test trips (1x = the default video of one trip,
-  40 frames), with ``conf/base/parameters_render.yml``.
+  H.264 as the frames come: ``render_video``) over every raw frame of 1, 4 and 10 test trips
+  (1x = the default video of one trip, 40 frames), with ``conf/base/parameters_render.yml``;
+  ``render_held`` (not run by default) keeps every drawn frame before writing them, as the
+  render node did before.
 
-For each stage and size it prints the work time per frame (imports, model loading and data
-generation excluded), the subprocess's peak RSS (``ru_maxrss``; for ingest the larger of the
-caller and its helper processes), the growth exponent of time between successive sizes
-(log time ratio / log frame ratio: 1 = linear) and the extrapolation to 40,000 frames (Waymo
-v1 validation, FRONT camera): time at the largest size scaled by frames to the power
-max(1, last exponent), memory by the last two sizes' RSS slope. A stage is flagged when its
-CPU time grows faster than linearly (exponent above 1.15: CPU time, as wall time on a shared machine follows the load) or its peak RSS grows by more than 20%
-from the smallest to the largest size.
+For each stage and size it prints the work time per frame, wall and CPU (user + system of the
+stage's processes; imports, model loading and data generation excluded), the subprocess's peak
+RSS (``ru_maxrss``; for ingest the larger of the caller and its helper processes), the growth
+exponent between successive sizes (log time ratio / log frame ratio: 1 = linear, of wall and of
+CPU time) and the extrapolation to 40,000 frames (Waymo v1 validation, FRONT camera): the
+largest size's time scaled by frames to the power max(1, last exponent); memory: the largest peak
+when it stays within 20% of the smallest size's, else extended by the least-squares RSS slope. A stage is flagged when its CPU time grows faster than linearly (exponent
+above 1.15; CPU time, as wall time on a shared machine follows the load) or its peak RSS grows by
+more than 20% from the smallest to the largest size.
 
 The model: ``--model`` (a trained model folder, ``data/06_models/<experiment>/model``), else the
 project's ``fast_cpu`` model when trained, else ``fast_cpu``'s architecture with random weights
 (the detector keeps its 100 best boxes per frame at any quality, so the costs are the same).
-Synthetic trips are written once into ``--workdir`` and reused by later runs.
+Synthetic trips (the project's generator, ``parameters_ingest.yml``'s ``synthetic`` settings)
+are written once into ``--workdir`` and reused by later runs (10x: 640 trips, 2.3 GB).
 
     ./dev.sh python benchmarks/scaling.py [--sizes 1,4,10] [--model DIR] [--workdir DIR] [--quick]
 """
@@ -70,15 +79,18 @@ def extrapolate_seconds(frames: float, seconds: float, exponent: float, target: 
 
 
 def extrapolate_memory(points: list[tuple[float, float]], target: float = TARGET_FRAMES) -> float:
-    """Peak memory at ``target`` frames from ``(frames, peak)`` points: the largest point plus the slope of
-    the last two (never negative: memory does not shrink with more frames)."""
+    """Peak memory at ``target`` frames from ``(frames, peak)`` points (ascending frames). When the peak stays
+    within :data:`MEMORY_GROWTH` of the smallest size's, memory is bounded: the largest peak measured.
+    Otherwise the last point plus the least-squares slope of all points times the frames to go."""
     points = sorted(points)
-    frames, peak = points[-1]
-    if len(points) < 2:
-        return peak
-    (f0, p0), (f1, p1) = points[-2], points[-1]
-    slope = max(0.0, (p1 - p0) / (f1 - f0)) if f1 > f0 else 0.0
-    return peak + slope * (target - frames)
+    peaks = [p for _, p in points]
+    if len(points) < 2 or peaks[-1] <= peaks[0] * (1 + MEMORY_GROWTH):
+        return max(peaks)
+    frames = [f for f, _ in points]
+    mean_f, mean_p = sum(frames) / len(frames), sum(peaks) / len(peaks)
+    slope = (sum((f - mean_f) * (p - mean_p) for f, p in points)
+             / sum((f - mean_f) ** 2 for f in frames))
+    return peaks[-1] + max(0.0, slope) * (target - frames[-1])
 
 
 def flags(rows: list[dict]) -> list[str]:
@@ -356,7 +368,7 @@ def export_once(workdir: Path, model_dir: str | None) -> tuple[str, int, str]:
 
 
 def table(results: dict[str, list[dict]]) -> list[str]:
-    lines = [f"{'stage':8} {'size':>5} {'frames':>6} {'wall s':>7} {'ms/frame':>8} {'CPU ms/frame':>12} "
+    lines = [f"{'stage':11} {'size':>5} {'frames':>6} {'wall s':>7} {'ms/frame':>8} {'CPU ms/frame':>12} "
              f"{'peak RSS MB':>11} {'exp wall':>8} {'exp CPU':>7}   40,000 frames: wall h, CPU h, peak RSS GB"]
     for stage, rows in results.items():
         for i, r in enumerate(rows):
@@ -365,7 +377,7 @@ def table(results: dict[str, list[dict]]) -> list[str]:
                 extra = (f"{r['at_target_s'] / 3600:6.2f}, {r['at_target_cpu_s'] / 3600:6.2f}, "
                          f"{r['at_target_rss_mb'] / 1024:5.2f}")
             exps = f"{r['exponent']:8.2f} {r['cpu_exponent']:7.2f}" if i else f"{'':8} {'':7}"
-            lines.append(f"{stage:8} {r['size']:>4g}x {r['frames']:6d} {r['seconds']:7.1f} "
+            lines.append(f"{stage:11} {r['size']:>4g}x {r['frames']:6d} {r['seconds']:7.1f} "
                          f"{1000 * r['seconds'] / r['frames']:8.1f} {1000 * r['cpu_seconds'] / r['frames']:12.1f} "
                          f"{r['peak_rss_mb']:11.0f} {exps}   {extra}")
     return lines
@@ -385,6 +397,19 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, list[str]]:
     return {stage: flags(rows) for stage, rows in results.items()}
 
 
+def report(results: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Print the table and each stage's verdict; returns the flags."""
+    bad = summarise(results)
+    print()
+    print("\n".join(table(results)))
+    print("\n(exp: log time ratio / log frame ratio to the previous size, of wall and of CPU time; 40,000 frames: "
+          "the largest size's time scaled by frames^max(1, exp); peak RSS: the largest measured when bounded, "
+          "else extended by its least-squares slope)")
+    for stage, why in bad.items():
+        print(f"{stage}: " + ("; ".join(why) if why else "linear in time, memory bounded"))
+    return bad
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,4,10", help="multiples of the default val/test frames")
@@ -400,11 +425,19 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke size: 3 val + 5 test trips per unit, 16 rendered frames per trip, sizes 1,2, model 1")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--table", type=Path, nargs="+", default=None,
+                    help="print the table of earlier runs' --json files (stages of later files replace earlier)")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.stage:
         run_stage_here(args.stage, json.loads(args.spec))
+        return 0
+    if args.table:
+        results = {}
+        for file in args.table:
+            results.update(json.loads(file.read_text())["results"])
+        report(results)
         return 0
 
     import logging
@@ -458,13 +491,7 @@ def main() -> int:
                   + (f"; {parts}" if parts else "") + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
 
     results = {s: rows for s, rows in results.items() if rows}
-    bad = summarise(results)
-    print()
-    print("\n".join(table(results)))
-    print("\n(exp: log time ratio / log frame ratio to the previous size, of wall and of CPU time; 40,000 frames: "
-          "the largest size's time scaled by frames^max(1, exp), peak RSS by the last two sizes' slope)")
-    for stage, why in bad.items():
-        print(f"{stage}: " + ("; ".join(why) if why else "linear in time, memory bounded"))
+    bad = report(results)
     if args.json:
         args.json.write_text(json.dumps({"sizes": sizes, "model_sizes": model_sizes, "results": results,
                                          "flags": bad}, indent=2))
