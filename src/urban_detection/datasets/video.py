@@ -8,7 +8,6 @@ with the decoded frames. ``kedro viz`` previews a poster frame (PNG).
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,8 @@ class VideoDataset(AbstractDataset[Video, Video]):
             _move_into(data.file, self._filepath)
             if data.gif_file is not None:
                 _move_into(data.gif_file, self._filepath.with_suffix(".gif"))
-            with contextlib.suppress(OSError):  # the render node's temporary folder, now empty
-                Path(data.file).parent.rmdir()
+            if data.temp_dir is not None:  # the render node's temporary folder
+                shutil.rmtree(data.temp_dir, ignore_errors=True)
             return
         write_video(data.frames, self._filepath, fps=data.fps)  # atomic, recorded as the project's
         if data.gif_max_side is not None:

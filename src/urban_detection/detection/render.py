@@ -232,6 +232,7 @@ class Video:
     gif_max_side: int | None = None  # also write a GIF with frames shrunk to this side (None: no GIF)
     file: str | None = None
     gif_file: str | None = None
+    temp_dir: str | None = None  # a temporary folder of ``file``, removed by the dataset once it is moved
 
 
 def render_frames(detector: Any, frames: Iterable[tuple[int, np.ndarray]], **kwargs) -> tuple[list[np.ndarray],

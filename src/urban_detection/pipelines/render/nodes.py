@@ -91,7 +91,8 @@ def make_render_node(name: str) -> Callable:
                           "tracking": bool(params.get("tracking", True)), **info,
                           "skipped": report.get("skipped", {})})
         _log_render(export.info, info)
-        video = Video(frames=[], fps=fps, gif_max_side=gif_side, file=video_file, gif_file=gif_file)
+        video = Video(frames=[], fps=fps, gif_max_side=gif_side, file=video_file, gif_file=gif_file,
+                      temp_dir=str(folder))
         return video, info
 
     render.__name__ = render.__qualname__ = f"render_{name}"
