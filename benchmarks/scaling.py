@@ -194,15 +194,14 @@ def stage_ingest(spec: dict) -> dict:
     return {"frames": int(len(index)), "seconds": seconds, "cpu_seconds": cpu}
 
 
-def split_records(spec: dict) -> dict[str, list[Path]]:
-    """The trip files of each evaluated split of the ingested frames in ``spec["out"]``, and the manifest."""
+def split_records(spec: dict):
+    """The ingested trips in ``spec["out"]`` (a ``Trips``) and their split manifest."""
     import pandas as pd
 
     from urban_detection.waymo.trips import Trips
 
     index = pd.read_parquet(Path(spec["out"]) / "frame_index.parquet")
-    trips = Trips(root=Path(spec["out"]), index=index)
-    return trips, manifest_of(index, spec["val_trips"])
+    return Trips(root=Path(spec["out"]), index=index), manifest_of(index, spec["val_trips"])
 
 
 def stage_predict(spec: dict) -> dict:
@@ -246,11 +245,10 @@ def tiled_records(records: tuple[list, list], paths: list[str]) -> tuple[list, l
 
 def stage_evaluate(spec: dict) -> dict:
     """``evaluate_model`` as the evaluate pipeline runs it, with the model's part (inference and losses,
-    measured by ``predict``) replaced by the detections ``predict`` made on the smallest size, repeated
-    over this size's trips: what is left is the scoring (COCO, Waymo-style AP, bootstrap, slices,
-    confusion matrices, examples, error gallery)."""
+    measured by ``predict``) replaced by the detections ``predict`` made at ``spec["records"]``'s size (the
+    largest model size not above this one), repeated over this size's trips: what is left is the scoring
+    (COCO, Waymo-style AP, bootstrap, slices, confusion matrices, examples, error gallery)."""
     import pickle
-
     import matplotlib.pyplot as plt
 
     from urban_detection.detection import predict
@@ -260,17 +258,14 @@ def stage_evaluate(spec: dict) -> dict:
     trained, _ = load_model(spec["model"])
     trips, manifest = split_records(spec)
     small = pickle.loads(Path(spec["records"]).read_bytes())
-    by_paths = {}
-    for split in params["splits"]:
-        paths = trips.split_paths(manifest, split)
-        by_paths[tuple(paths)] = tiled_records(small[split], paths)
-    del small
+    paths = {split: trips.split_paths(manifest, split) for split in params["splits"]}
+    by_paths = {tuple(paths[split]): tiled_records(small.pop(split), paths[split]) for split in params["splits"]}
     predict.predict_split = lambda model, paths, *a, **k: by_paths[tuple(str(p) for p in paths)]
     predict.evaluation_losses = lambda *a, **k: {m: 0.0 for m in ("loss/classification", "loss/localization",
                                                                    "loss/regularization", "loss/total")}
     baseline = rss_mb()
     start, cpu = time.perf_counter(), cpu_seconds()
-    doc, _files, figures, _tables = evaluate_model(trained, trips, manifest, params)
+    doc, _files, _figures, _tables = evaluate_model(trained, trips, manifest, params)
     plt.close("all")
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     parts: dict[str, float] = {}
