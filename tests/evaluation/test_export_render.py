@@ -8,7 +8,9 @@ from urban_detection.detection.render import (
     find_raw_segment,
     is_raw_segment,
     iter_camera_frames,
+    iter_rendered,
     iter_trip_frames,
+    render_frames,
     render_video,
     trip_frame_source,
 )
@@ -121,6 +123,32 @@ def test_render_writes_every_raw_frame_as_mp4_and_gif(raw_segment, exported, tmp
     limited = render_video(detector, iter_camera_frames(path), tmp_path / "short.mp4", tracking=True,
                            max_frames=4, **common)
     assert limited["frames"] == 4 and video_frame_count(limited["video"])[1] == 4
+
+
+def test_rendered_frames_come_one_batch_at_a_time_with_the_same_numbers(raw_segment, exported):
+    """iter_rendered reads one batch before its first drawn frame (render_video encodes them as they come,
+    so memory does not grow with the trip) and ends with the numbers render_frames gives."""
+    _, path = raw_segment
+    detector = load_exported(exported["saved_model"])
+    common = dict(score_threshold=0.0, batch_size=4, image_size=IMAGE_SIZE, tracking=True,
+                  tracker_kwargs={"max_age": 2})
+    pulled = []
+
+    def frames():
+        for number, image in iter_camera_frames(path):
+            pulled.append(number)
+            yield number, image
+
+    info = {}
+    rendered = iter_rendered(detector, frames(), info, **common)
+    first = next(rendered)
+    assert len(pulled) == 4 and info == {}
+    rest = list(rendered)
+    drawn, expected = render_frames(detector, iter_camera_frames(path), **common)
+    assert len(rest) + 1 == len(drawn) == info["frames"] == 12
+    np.testing.assert_array_equal(first, drawn[0])
+    for key in ("first_frame", "last_frame", "detections_per_frame", "persistence_raw", "persistence_tracked"):
+        assert info[key] == pytest.approx(expected[key]), key
 
 
 def test_tracking_bridges_a_blinking_detection(exported, tmp_path):

@@ -8,6 +8,7 @@ with the decoded frames. ``kedro viz`` previews a poster frame (PNG).
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,15 @@ from kedro_datasets._typing import ImagePreview
 
 from urban_detection.detection.render import Video, gif_frames
 from urban_detection.detection.video import write_video
+from urban_detection.files import atomic_path
+
+
+def _move_into(source: str | Path, target: Path) -> None:
+    """Move the finished file ``source`` onto ``target``: atomic, recorded as the project's (a file there that
+    the project did not write raises :class:`~urban_detection.files.ForeignFileError`, untouched)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, keep_suffix=True) as tmp:
+        shutil.move(str(source), str(tmp))
 
 
 class VideoDataset(AbstractDataset[Video, Video]):
@@ -42,6 +52,13 @@ class VideoDataset(AbstractDataset[Video, Video]):
         return Video(frames=frames, fps=float(meta.get("fps") or 10.0))
 
     def save(self, data: Video) -> None:
+        if data.file is not None:  # encoded already, frame by frame (render_video): moved into place
+            _move_into(data.file, self._filepath)
+            if data.gif_file is not None:
+                _move_into(data.gif_file, self._filepath.with_suffix(".gif"))
+            if data.temp_dir is not None:  # the render node's temporary folder
+                shutil.rmtree(data.temp_dir, ignore_errors=True)
+            return
         write_video(data.frames, self._filepath, fps=data.fps)  # atomic, recorded as the project's
         if data.gif_max_side is not None:
             write_video(gif_frames(data), self._filepath.with_suffix(".gif"), fps=data.fps)

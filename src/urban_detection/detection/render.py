@@ -6,9 +6,10 @@ ingested trip TFRecord. The detector is a Keras model or an exported SavedModel
 detector (see :func:`urban_detection.detection.predict.detect_batch`).
 
 Frames are decoded shrunk to ``max_side`` and detected in small batches;
-:func:`render_frames` returns the drawn frames (a :class:`Video` for the catalog's video
-dataset: 200 frames at 960x640 hold about 370 MB) and counts how many detections persist
-to the next frame (:func:`urban_detection.detection.video.persistence_rate`).
+:func:`iter_rendered` yields the drawn frames one by one and counts how many detections persist
+to the next frame (:func:`urban_detection.detection.video.persistence_rate`); :func:`render_video`
+encodes them as they come, so memory stays flat however long the trip (:func:`render_frames`
+keeps them all: 200 frames at 960x640 hold about 370 MB).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from PIL import Image
 
 from urban_detection.detection.draw import draw_detections
 from urban_detection.detection.predict import detect_batch
-from urban_detection.detection.video import IoUTracker, persistence_rate, write_video
+from urban_detection.detection.video import IoUTracker, PersistenceCounter, write_video
 from urban_detection.waymo import frame_proto as fp
 from urban_detection.waymo.example import decode_example, is_detection_example
 from urban_detection.waymo.read import iter_examples, split_source_id
@@ -222,16 +223,31 @@ def fit_to_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
 
 @dataclass
 class Video:
-    """Rendered uint8 RGB frames and their frame rate (what a video dataset writes)."""
+    """Rendered uint8 RGB frames and their frame rate (what a video dataset writes), or, with ``file``,
+    an MP4 already written (by :func:`render_video`, frame by frame) that the dataset moves into place,
+    with its GIF in ``gif_file`` when one was asked for."""
 
     frames: list
     fps: float = 10.0
     gif_max_side: int | None = None  # also write a GIF with frames shrunk to this side (None: no GIF)
+    file: str | None = None
+    gif_file: str | None = None
+    temp_dir: str | None = None  # a temporary folder of ``file``, removed by the dataset once it is moved
 
 
-def render_frames(
+def render_frames(detector: Any, frames: Iterable[tuple[int, np.ndarray]], **kwargs) -> tuple[list[np.ndarray],
+                                                                                               dict[str, Any]]:
+    """The frames of :func:`iter_rendered` as a list, and its info (every drawn frame stays in memory:
+    :func:`render_video` writes them as they come instead)."""
+    info: dict[str, Any] = {}
+    drawn = list(iter_rendered(detector, frames, info, **kwargs))
+    return drawn, info
+
+
+def iter_rendered(
     detector: Any,
     frames: Iterable[tuple[int, np.ndarray]],
+    info: dict[str, Any],
     *,
     score_threshold: float = 0.3,
     tracking: bool = True,
@@ -241,13 +257,15 @@ def render_frames(
     max_frames: int | None = None,
     persistence_iou: float = 0.5,
     max_area_frac: dict | None = None,
-) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Detect, optionally track and draw ``frames``; returns the drawn frames and their numbers.
+) -> Iterator[np.ndarray]:
+    """Detect, optionally track and draw ``frames``, yielding each drawn frame as it is ready; once they are
+    all drawn ``info`` holds their numbers. Only the current batch and the previous frame's detections are
+    kept, so memory does not grow with the number of frames.
 
     Boxes are drawn in their class colour with label and score; detections below
     ``score_threshold`` are not shown. With ``tracking`` an :class:`~.video.IoUTracker`
     (``tracker_kwargs``) smooths boxes and bridges short gaps. ``max_area_frac``
-    applies :func:`~.coco.filter_large_boxes` first. The info dict holds counts, timings
+    applies :func:`~.coco.filter_large_boxes` first. ``info`` gets counts, timings
     and the share of detections that persist to the next frame with and without tracking::
 
         frames, first_frame, last_frame, seconds, frames_per_sec, inference_seconds,
@@ -256,10 +274,9 @@ def render_frames(
     from urban_detection.detection.coco import filter_large_boxes
 
     tracker = IoUTracker(**(tracker_kwargs or {})) if tracking else None
-    raw_records: list[dict] = []
-    shown_records: list[dict] = []
-    numbers: list[int] = []
-    drawn_frames: list[np.ndarray] = []
+    raw_persistence = PersistenceCounter(iou=persistence_iou)
+    shown_persistence = PersistenceCounter(iou=persistence_iou)
+    count, shown_total, first, last = 0, 0, None, None
     inference = 0.0
     start = time.perf_counter()
     for batch in batched(frames, batch_size, max_frames):
@@ -272,32 +289,33 @@ def render_frames(
                 det = filter_large_boxes(det, max_area_frac)
             keep = det["scores"] >= score_threshold
             raw = {k: np.asarray(det[k])[keep] for k in ("boxes", "labels", "scores")}
-            raw_records.append(raw)
+            raw_persistence.add(raw)
             if tracker is not None:
                 boxes, labels, scores, _ = tracker.update(raw["boxes"], raw["labels"], raw["scores"])
                 shown = {"boxes": boxes, "labels": labels, "scores": scores}
             else:
                 shown = raw
-            shown_records.append(shown)
-            numbers.append(int(number))
-            drawn_frames.append(draw_detections(image, shown["boxes"], shown["labels"], shown["scores"]))
+            shown_persistence.add(shown)
+            shown_total += len(shown["labels"])
+            first = int(number) if first is None else first
+            last = int(number)
+            count += 1
+            yield draw_detections(image, shown["boxes"], shown["labels"], shown["scores"])
     seconds = time.perf_counter() - start
-    count = len(drawn_frames)
-    info = {
+    info.update({
         "frames": int(count),
-        "first_frame": numbers[0] if numbers else None,
-        "last_frame": numbers[-1] if numbers else None,
+        "first_frame": first,
+        "last_frame": last,
         "seconds": seconds,
         "frames_per_sec": count / seconds if seconds > 0 else float("nan"),
         "inference_seconds": inference,
-        "detections_per_frame": float(np.mean([len(r["labels"]) for r in shown_records])) if shown_records else 0.0,
-        "persistence_raw": persistence_rate(raw_records, iou=persistence_iou),
-        "persistence_tracked": persistence_rate(shown_records, iou=persistence_iou) if tracking else None,
-    }
+        "detections_per_frame": float(shown_total / count) if count else 0.0,
+        "persistence_raw": raw_persistence.rate,
+        "persistence_tracked": shown_persistence.rate if tracking else None,
+    })
     log.info("rendered %d frames in %.1fs (%.1f frames/s; inference %.1fs); persistence %.3f raw, %s tracked",
              count, seconds, info["frames_per_sec"], inference, info["persistence_raw"],
              "n/a" if info["persistence_tracked"] is None else f"{info['persistence_tracked']:.3f}")
-    return drawn_frames, info
 
 
 def gif_frames(video: Video) -> list[np.ndarray]:
@@ -315,13 +333,21 @@ def render_video(
     gif_max_side: int | None = 480,
     **kwargs,
 ) -> dict[str, Any]:
-    """:func:`render_frames` then write them to ``out_path`` (``.mp4`` or ``.gif``), and a GIF
-    at ``gif_path`` when given (frames shrunk to ``gif_max_side``). Returns the info of
-    :func:`render_frames` plus ``video`` and ``gif`` paths."""
-    drawn, info = render_frames(detector, frames, **kwargs)
-    write_video(drawn, out_path, fps=fps)
+    """:func:`iter_rendered` written to ``out_path`` (``.mp4`` or ``.gif``) frame by frame as they are drawn,
+    and a GIF at ``gif_path`` when given (frames shrunk to ``gif_max_side``, kept until the end as GIFs are
+    written whole). Returns the info of :func:`iter_rendered` plus ``video`` and ``gif`` paths."""
+    info: dict[str, Any] = {}
+    small: list[np.ndarray] | None = [] if gif_path is not None else None
+
+    def drawn() -> Iterator[np.ndarray]:
+        for image in iter_rendered(detector, frames, info, **kwargs):
+            if small is not None:
+                small.append(fit_to_side(image, gif_max_side))
+            yield image
+
+    write_video(drawn(), out_path, fps=fps)
     gif = None
-    if gif_path is not None and drawn:
-        write_video([fit_to_side(f, gif_max_side) for f in drawn], gif_path, fps=fps)
+    if small:
+        write_video(small, gif_path, fps=fps)
         gif = str(gif_path)
     return {**info, "video": str(out_path), "gif": gif}

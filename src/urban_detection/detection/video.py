@@ -324,8 +324,34 @@ def _filtered(rec: Mapping[str, Any], score_threshold: float):
     return boxes[keep], labels[keep], scores[keep]
 
 
+class PersistenceCounter:
+    """:func:`persistence_rate` fed one frame at a time (only the previous frame is kept): ``add`` each
+    frame's detections in order, then ``rate``."""
+
+    def __init__(self, iou: float = 0.5, score_threshold: float = 0.0):
+        self.iou, self.score_threshold = iou, score_threshold
+        self.kept = self.total = 0
+        self._previous: tuple | None = None
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        current = _filtered(rec, self.score_threshold)
+        if self._previous is not None:
+            (b0, l0, _), (b1, l1, _) = self._previous, current
+            if len(b0):
+                self.total += len(b0)
+                if len(b1):
+                    overlap = box_iou(b0, b1)
+                    overlap = np.where(l0[:, None] == l1[None, :], overlap, 0.0)
+                    self.kept += int(np.sum(overlap.max(axis=1) >= self.iou))
+        self._previous = current
+
+    @property
+    def rate(self) -> float:
+        return float(self.kept / self.total) if self.total else float("nan")
+
+
 def persistence_rate(
-    per_frame_dets: Sequence[Mapping[str, Any]],
+    per_frame_dets: Iterable[Mapping[str, Any]],
     iou: float = 0.5,
     score_threshold: float = 0.0,
 ) -> float:
@@ -336,15 +362,7 @@ def persistence_rate(
     detections below ``score_threshold``. ``NaN`` when there is nothing to count.
     Compare raw detections with :func:`track_sequence` output to see the tracker's effect.
     """
-    kept, total = 0, 0
-    frames = [_filtered(rec, score_threshold) for rec in per_frame_dets]
-    for (b0, l0, _), (b1, l1, _) in zip(frames[:-1], frames[1:]):
-        if len(b0) == 0:
-            continue
-        total += len(b0)
-        if len(b1) == 0:
-            continue
-        overlap = box_iou(b0, b1)
-        overlap = np.where(l0[:, None] == l1[None, :], overlap, 0.0)
-        kept += int(np.sum(overlap.max(axis=1) >= iou))
-    return float(kept / total) if total else float("nan")
+    counter = PersistenceCounter(iou, score_threshold)
+    for rec in per_frame_dets:
+        counter.add(rec)
+    return counter.rate

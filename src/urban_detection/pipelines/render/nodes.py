@@ -12,6 +12,7 @@ current config, train split and val (selection) split, and refuses one they did 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -41,8 +42,11 @@ def make_render_node(name: str) -> Callable:
         """``export``: the exported SavedModel detector (``<name>.export``); ``config``: the experiment's
         current resolved config (``<name>.config``), which with ``trips`` and ``split_manifest`` must
         have made the exported model; ``source_dir``: the ``ingest_source`` folder."""
+        import shutil
+        import tempfile
+
         from urban_detection.detection.evaluate import json_safe
-        from urban_detection.detection.render import Video, render_frames, trip_frame_source
+        from urban_detection.detection.render import Video, render_video, trip_frame_source
 
         check_provenance(StoredModel.of_export(export.info), config, trips, split_manifest, exported=True)
         params = params or {}
@@ -53,16 +57,29 @@ def make_render_node(name: str) -> Callable:
                                            params.get("camera", "FRONT"), params.get("max_side"), report)
         box_filter = params.get("large_box_filter") or {}
         fps = float(params.get("fps", 10))
-        drawn, info = render_frames(
-            export, frames,
-            score_threshold=float(params.get("score_threshold", 0.3)),
-            tracking=bool(params.get("tracking", True)),
-            tracker_kwargs=dict(params.get("tracker") or {}),
-            batch_size=int(params.get("batch_size", 8)),
-            image_size=int(export.info["image_size"]),
-            max_frames=params.get("max_frames"),
-            max_area_frac=dict(box_filter.get("max_area_frac") or {}) if box_filter.get("enabled") else None,
-        )
+        # encoded frame by frame into a temporary MP4 (memory stays flat however long the trip), which the
+        # video dataset moves into place
+        folder = Path(tempfile.mkdtemp(prefix="render_"))
+        gif_side = params.get("gif_max_side", 480) if params.get("gif") else None
+        try:
+            info = render_video(
+                export, frames, folder / "video.mp4", fps=fps,
+                gif_path=folder / "video.gif" if gif_side else None, gif_max_side=gif_side,
+                score_threshold=float(params.get("score_threshold", 0.3)),
+                tracking=bool(params.get("tracking", True)),
+                tracker_kwargs=dict(params.get("tracker") or {}),
+                batch_size=int(params.get("batch_size", 8)),
+                image_size=int(export.info["image_size"]),
+                max_frames=params.get("max_frames"),
+                max_area_frac=dict(box_filter.get("max_area_frac") or {}) if box_filter.get("enabled") else None,
+            )
+        except BaseException as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not (isinstance(exc, ValueError) and "no frames to write" in str(exc)):
+                raise
+            info = {"frames": 0}
+        video_file, gif_file = info.pop("video", None), info.pop("gif", None)
+        drawn = info["frames"]
         if not drawn:
             raise ValueError(f"trip {trip}: no readable frame to render (skipped: {report.get('skipped', {})})")
         if source["source"] == "trip_tfrecord":
@@ -74,7 +91,8 @@ def make_render_node(name: str) -> Callable:
                           "tracking": bool(params.get("tracking", True)), **info,
                           "skipped": report.get("skipped", {})})
         _log_render(export.info, info)
-        video = Video(frames=drawn, fps=fps, gif_max_side=params.get("gif_max_side", 480) if params.get("gif") else None)
+        video = Video(frames=[], fps=fps, gif_max_side=gif_side, file=video_file, gif_file=gif_file,
+                      temp_dir=str(folder))
         return video, info
 
     render.__name__ = render.__qualname__ = f"render_{name}"
