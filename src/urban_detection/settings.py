@@ -3,7 +3,7 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from urban_detection.hooks import ExperimentSelectionHooks, MlflowRunHooks, ModelArtifactsHooks, OutputOwnershipHooks
+from urban_detection.hooks import ClusterTrackingHooks, ExperimentSelectionHooks, MlflowRunHooks, ModelArtifactsHooks, OutputOwnershipHooks
 from urban_detection.project import project_root
 
 # Library deprecation chatter that says nothing about this project's runs.
@@ -16,7 +16,8 @@ with warnings.catch_warnings(record=True):
     import kedro_mlflow.mlflow  # noqa: F401
 
 
-HOOKS = (ExperimentSelectionHooks(), OutputOwnershipHooks(), ModelArtifactsHooks(), MlflowRunHooks())
+HOOKS = (ExperimentSelectionHooks(), OutputOwnershipHooks(), ModelArtifactsHooks(), MlflowRunHooks(),
+         ClusterTrackingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,8 +1,9 @@
 """Project hooks (``settings.HOOKS``): experiment selection, ownership of catalog outputs, model artifacts and
-the registry in MLflow, the kedro run's MLflow run."""
+the registry in MLflow, the kedro run's MLflow run, the tracking server of a run training on Ray."""
 from .artifacts import ModelArtifactsHooks
+from .cluster import ClusterTrackingHooks
 from .ownership import OutputOwnershipHooks
 from .runs import MlflowRunHooks
 from .selection import ExperimentSelectionHooks
 
-__all__ = ["ExperimentSelectionHooks", "MlflowRunHooks", "ModelArtifactsHooks", "OutputOwnershipHooks"]
+__all__ = ["ClusterTrackingHooks", "ExperimentSelectionHooks", "MlflowRunHooks", "ModelArtifactsHooks", "OutputOwnershipHooks"]
