@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 TESTS = Path(__file__).parent
 PARENT, CHILD, OTHER = "cpu_augs2_small_lr", "cpu_augs3", "cpu_baseline"
-STEPS = 12  # long enough for the two trainings to overlap whatever the start-up skew of their workers
+STEPS = 40  # long enough for the two trainings to overlap whatever the start-up skew of their workers
 TRAIN_WORKER = "RayTrainWorker"  # in the process title of a Ray Train worker
 
 
@@ -139,3 +139,155 @@ def test_experiments_train_in_parallel_on_ray_tracked_by_a_server(cluster, tmp_p
     child = json.loads((project / "data/06_models" / CHILD / "model/model.json").read_text())
     parent = json.loads((project / "data/06_models" / PARENT / "model/model.json").read_text())
     assert child["provenance"]["parent_fingerprint"] == parent["provenance"]["fingerprint"]
+
+
+# ------------------------------------------------------------------ multi-worker through Ray Train
+MW_STEPS, MW_EVERY = 60, 6
+SIZE = 64
+
+
+def _records(path: Path) -> Path:
+    """Eight frames with one bright square (a 'vehicle') each."""
+    import tensorflow as tf
+
+    from urban_detection.waymo.example import DetectionExample, encode_example
+
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i in range(8):
+            image = rng.integers(0, 40, (SIZE, SIZE, 3)).astype(np.uint8)
+            s = int(rng.integers(16, 32))
+            y, x = (int(v) for v in rng.integers(0, SIZE - s, 2))
+            image[y:y + s, x:x + s] = (230, 220, 40)
+            box = np.array([[y, x, y + s, x + s]], np.float32) / SIZE
+            w.write(encode_example(DetectionExample(tf.io.encode_png(image).numpy(), SIZE, SIZE, f"{i}.png",
+                                                    f"toy/{i}", box, np.array([1], np.int32), "png")))
+    return path
+
+
+def _tiny_config() -> dict:
+    from urban_detection.detection.config import resolve_experiments
+
+    train = yaml.safe_load((REPO / "conf/base/parameters_train.yml").read_text())["train"]
+    train["experiments"] = ["fast_cpu"]
+    train["settings"] = {
+        "model": {"image_size": SIZE, "overrides": {"encoder": {"stackwise_num_filters": [64, 16, 16, 16]},
+                                                    "fpn_filters": 16, "head_filters": 16, "head_convs": 1}},
+        "optimizer": {"schedule": {"warmup_steps": 1}},
+        "train": {"steps": MW_STEPS, "batch_size": 2, "checkpoint_every": MW_EVERY, "log_every": 1,
+                  "val_batches": 1, "val_coco_frames": 8, "shuffle_buffer": 8}}
+    return resolve_experiments(train)["fast_cpu"]
+
+
+def _train_workers(cluster) -> list:
+    """The cluster's Ray Train worker processes."""
+    out = []
+    for proc in cluster.processes():
+        try:
+            if TRAIN_WORKER in " ".join(proc.cmdline()):
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
+
+
+def _driver(cluster, job, tmp: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    (tmp / f"{name}.pkl").write_bytes(pickle.dumps(job))
+    env = {**os.environ, "RAY_TEST_ADDRESS": cluster.address, "RAY_TEST_WORKERS": "2", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    log = tmp / f"{name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(TESTS / "cluster_train_main.py"), str(tmp / f"{name}.pkl"),
+                                 str(tmp / name)], env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, log
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _wait_for(what: str, check, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the driver exited ({proc.returncode}) before {what}:\n{log.read_text()[-6000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"no {what} after {timeout:.0f} s" + (f":\n{log.read_text()[-6000:]}" if log else ""))
+
+
+def test_two_ray_workers_resume_after_an_interruption_and_export_the_best(cluster, tmp_path):
+    from urban_detection.cluster.job import ExperimentJob, Tracking
+    from urban_detection.cluster.tracking_server import TrackingServer
+    from urban_detection.detection.checkpoints import BEST_WEIGHTS, CheckpointStore, TrainingRecord
+
+    records = str(_records(tmp_path / "toy.tfrecord"))
+    store = CheckpointStore(tmp_path / "checkpoints")  # on the storage both nodes share (one machine here)
+    provenance = {"fingerprint": "c0ffee" * 10 + "beef"}
+    folder = store.folder(provenance["fingerprint"])
+    server = TrackingServer(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlruns").start()
+    procs = []
+    try:
+        job = ExperimentJob(_tiny_config(), [records], [records], store, provenance, tracking=Tracking(server.url),
+                            workdir=str(tmp_path))
+        first, log = _driver(cluster, job, tmp_path, "first")
+        procs.append(first)
+        t0 = time.monotonic()
+        _wait_for("first checkpoint", lambda: sorted(folder.glob("ckpt-*.index")), 600, first, log)
+        workers = _train_workers(cluster)
+        assert len(workers) == 2, [p.cmdline() for p in cluster.processes()]  # MultiWorkerMirroredStrategy on 2
+        interrupted_after = time.monotonic() - t0
+        _stop(first)  # the interruption: the driver and both workers killed
+        for proc in workers:
+            with __import__("contextlib").suppress(psutil.NoSuchProcess):
+                proc.kill()
+        _wait_for("end of the killed workers", lambda: not _train_workers(cluster), 120)
+        run_id = store.run_id(provenance["fingerprint"])
+        assert run_id  # the chief opened the MLflow run through the server and remembered it
+
+        again = ExperimentJob(job.config, job.train_paths, job.val_paths, store, provenance, run_id=run_id,
+                              tracking=job.tracking, workdir=job.workdir)
+        second, log = _driver(cluster, again, tmp_path, "second")
+        procs.append(second)
+        t1 = time.monotonic()
+        try:
+            second.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the resumed training did not end in 900 s:\n{log.read_text()[-6000:]}")
+        assert second.returncode == 0, log.read_text()[-6000:]
+        resumed_in = time.monotonic() - t1
+        client = mlflow.MlflowClient(server.url)
+        run = client.get_run(run_id)
+        losses = client.get_metric_history(run_id, "train/loss/total")
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        for proc in procs:
+            _stop(proc)
+        server.stop()
+
+    got = json.loads((tmp_path / "second.json").read_text())
+    summary = got["summary"]
+    print(f"interrupted {interrupted_after:.0f} s after the start, at step {summary['start_step']}; "
+          f"resumed to step {summary['last_step']} in {resumed_in:.0f} s; best step {got['step']}")
+    assert 0 < summary["start_step"] < MW_STEPS and summary["start_step"] % MW_EVERY == 0  # resumed from a checkpoint
+    assert summary["last_step"] == MW_STEPS
+    assert got["run_id"] == run_id and run.info.status == "FINISHED"  # the same MLflow run, on the chief
+    assert sorted({m.step for m in losses}) == list(range(1, MW_STEPS + 1))  # both attempts' steps, once each
+    # the best checkpoint by val COCO (judged by the chief) is what came back
+    record = TrainingRecord.open(folder, job.config["train"]["best_metric"])
+    assert got["step"] == record.best.best_step == summary["best"]["best_step"]
+    judged = [v["step"] for v in record.val_history]  # the checkpoint the driver was killed at may be unjudged
+    assert len(judged) == len(set(judged)) and all(s % MW_EVERY == 0 for s in judged)
+    assert set(range(summary["start_step"] + MW_EVERY, MW_STEPS + 1, MW_EVERY)) <= set(judged)
+    with np.load(folder / BEST_WEIGHTS) as best, np.load(tmp_path / "second.npz") as exported:
+        assert len(best.files) == len(exported.files)
+        for key in best.files:
+            np.testing.assert_array_equal(best[key], exported[key])
+    assert not list(folder.glob("workertemp_*")) and not (folder / ".ray_trained").exists()
