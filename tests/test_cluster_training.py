@@ -36,9 +36,10 @@ pytestmark = pytest.mark.slow
 
 TESTS = Path(__file__).parent
 PARENT, CHILD, OTHER = "cpu_augs2_small_lr", "cpu_augs3", "cpu_baseline"
-# Enough training for the two runs to overlap although one Ray worker starts cold, up to ~20 s after
-# the other (measured: 40 steps at 64 px ran 15 to 20 s, most of it fixed costs, and did not overlap once)
-STEPS, IMAGE = 60, 128
+# Enough training for the two runs to overlap although one Ray worker starts cold, up to ~20 s after the
+# other (measured: 40 steps at 64 px ran 15 to 20 s, mostly fixed costs, and once did not overlap;
+# 60 steps at 128 px overlapped 6 s, 100 steps 17 s)
+STEPS, IMAGE = 100, 128
 TRAIN_WORKER = "RayTrainWorker"  # in the process title of a Ray Train worker
 
 
