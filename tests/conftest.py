@@ -26,6 +26,7 @@ def tiny_project(tmp_path, monkeypatch):
 LONGEST_FIRST = (
     "test_readme_commands.py",
     "test_readme_experiments.py",
+    "test_cluster_training.py",
     "test_no_data_loss.py",
     "detection/test_train.py",
     "waymo/test_ray_ingest.py",

@@ -11,8 +11,10 @@ object (Click parses them exactly as in a shell), servers (``kedro viz run``, ``
 folders the README names are made here with small synthetic data: ``../shared/data/
 waymo_processed_sample`` (processed tf.Examples), ``/data/waymo/v2/training`` (Waymo v2 Parquet,
 given to the command under a temporary folder instead) and the predict examples ``media/photos``
-and ``media/drive.mp4``. A command needing several hosts is
-parsed only (``tests/detection/test_multiworker.py`` runs multi-worker training for real).
+and ``media/drive.mp4``. A command needing several hosts or a
+Ray cluster (``TF_CONFIG``, ``train.ray_address``) is parsed only (``tests/detection/test_multiworker.py``
+runs multi-worker training for real, ``tests/test_cluster_training.py`` the study command's run on a
+two-node Ray cluster with tiny sizes).
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ def split_command(command: str) -> tuple[dict[str, str], list[str]]:
 
 
 def kind(args: list[str], env: dict[str, str]) -> str:
-    if "TF_CONFIG" in env:
+    if "TF_CONFIG" in env or any("train.ray_address=" in a for a in args):  # needs hosts or a Ray cluster
         return "cluster"
     return "server" if tuple(args[:2]) in SERVERS else "run"
 

@@ -57,15 +57,26 @@ def test_every_readme_server_command_answers(project: Path, tmp_path):
         serve_until_it_answers(project, args, env, tmp_path / f"{'_'.join(args[:2])}.log")
 
 
-def test_a_command_for_several_hosts_parses():
+def test_the_commands_for_several_hosts_or_a_ray_cluster_parse():
     import click
     from kedro.framework.cli.cli import KedroCLI
 
-    cluster = [split_command(c) for c in readme_commands() if "TF_CONFIG" in split_command(c)[0]]
-    assert cluster
+    cluster = [split_command(c) for c in readme_commands() if kind(split_command(c)[1], split_command(c)[0]) == "cluster"]
     cli = KedroCLI(project_path=REPO)
-    for _, args in cluster:
+    parsed = []
+    for env, args in cluster:
         command = cli.get_command(click.Context(cli), args[0])
-        params = command.make_context(args[0], args[1:]).params["params"]
-        assert params["train"]["experiments"] == "baseline"
-        assert params["train"]["settings"]["train"]["strategy"] == "multi_worker_mirrored"
+        options = command.make_context(args[0], args[1:]).params
+        parsed.append((env, options))
+    tf_config = [p for e, p in parsed if "TF_CONFIG" in e]
+    assert tf_config
+    for options in tf_config:
+        assert options["params"]["train"]["experiments"] == "baseline"
+        assert options["params"]["train"]["settings"]["train"]["strategy"] == "multi_worker_mirrored"
+    # the study on a Ray cluster: the six experiments, each a Ray job, run concurrently by Kedro's ThreadRunner
+    study = [p for e, p in parsed if "TF_CONFIG" not in e]
+    assert study
+    for options in study:
+        assert options["params"]["train"]["experiments"] == "study"
+        assert options["params"]["train"]["ray_address"] == "auto"
+        assert options["runner"] == "ThreadRunner" and options["pipeline"] == "train"

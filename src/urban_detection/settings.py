@@ -3,8 +3,8 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from urban_detection.hooks import (ExperimentSelectionHooks, MlflowRunHooks, ModelArtifactsHooks, NodeTimingHooks,
-                                   OutputOwnershipHooks)
+from urban_detection.hooks import (ClusterTrackingHooks, ExperimentSelectionHooks, MlflowRunHooks, ModelArtifactsHooks,
+                                   NodeTimingHooks, OutputOwnershipHooks)
 from urban_detection.project import project_root
 
 # Library deprecation chatter that says nothing about this project's runs.
@@ -17,7 +17,8 @@ with warnings.catch_warnings(record=True):
     import kedro_mlflow.mlflow  # noqa: F401
 
 
-HOOKS = (ExperimentSelectionHooks(), OutputOwnershipHooks(), ModelArtifactsHooks(), MlflowRunHooks(), NodeTimingHooks())
+HOOKS = (ExperimentSelectionHooks(), OutputOwnershipHooks(), ModelArtifactsHooks(), MlflowRunHooks(), NodeTimingHooks(),
+         ClusterTrackingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

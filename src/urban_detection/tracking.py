@@ -51,8 +51,11 @@ def _usable(run_id: str | None) -> bool:
 
 @contextlib.contextmanager
 def experiment_run(name: str, config: dict | None = None, provenance: dict | None = None,
-                   run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Open the MLflow child run ``run_id`` when it exists, else a new one for this model."""
+                   run_id: str | None = None, parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Open the MLflow child run ``run_id`` when it exists, else a new one for this model.
+
+    The new run is a child of the active run, or of ``parent_run_id`` when none is active here
+    (training in another process than the kedro run's)."""
     parent = mlflow.active_run()
     if parent is not None and run_id and parent.info.run_id == run_id:
         yield parent
@@ -63,8 +66,8 @@ def experiment_run(name: str, config: dict | None = None, provenance: dict | Non
         return
     fingerprint = (provenance or {}).get("fingerprint", "")
     tags = {"experiment": name, "fingerprint": fingerprint}
-    if parent is not None:
-        tags["mlflow.parentRunId"] = parent.info.run_id
+    if parent is not None or parent_run_id:
+        tags["mlflow.parentRunId"] = parent.info.run_id if parent is not None else parent_run_id
     run_name = f"{name} {fingerprint[:8]} {time.strftime('%Y-%m-%d %H:%M')}".replace("  ", " ")
     mlflow.set_experiment_tag(EXPERIMENT_KIND, MODEL_DEVELOPMENT)  # also for stores made before this tag
     with mlflow.start_run(run_name=run_name, nested=parent is not None, tags=tags) as run:

@@ -50,19 +50,23 @@ def _build(cfg: dict, weights: str | None = None):
 
 def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], checkpoint_dir: Path,
                    provenance: dict, run_id: str | None = None, on_run: Callable[[str], None] | None = None,
-                   parent: TrainedDetector | None = None) -> TrainedDetector:
+                   parent: TrainedDetector | None = None, parent_run_id: str | None = None,
+                   strategy: str | tf.distribute.Strategy | None = None) -> TrainedDetector:
     """Train ``cfg`` (resuming from ``checkpoint_dir``), log to MLflow, return the trained detector.
 
     ``run_id``: the MLflow run of an interrupted earlier attempt (same fingerprint), reopened;
     ``on_run(run_id)`` is called once the run is open so the caller can remember it.
     ``parent``: the detector to fine-tune from (its weights initialise the model).
+    ``parent_run_id``: the kedro run to nest a new MLflow run under when none is active here (a Ray job).
+    ``strategy``: a ``tf.distribute`` strategy, or its name, instead of the config's ``train.strategy``.
     """
     name, tcfg, mcfg = cfg["name"], cfg["train"], cfg["model"]
     resuming = tf.train.latest_checkpoint(str(checkpoint_dir)) is not None
     tf.keras.utils.set_random_seed(int(tcfg.get("seed", 0)))
     configure_precision(bool(tcfg.get("mixed_precision", False)))
     try:
-        strategy = strategy_scope(tcfg.get("strategy", "default"))
+        if not isinstance(strategy, tf.distribute.Strategy):
+            strategy = strategy_scope(strategy or tcfg.get("strategy", "default"))
         with strategy.scope():
             model = _build(cfg, weights=None if parent else mcfg.get("weights"))
         if parent is not None and not resuming:
@@ -81,7 +85,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
         # writes the record (the others' checkpoints go to a temporary folder, see dettrain.train)
         chief = is_chief(strategy)
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        with experiment_run(name, cfg, provenance, run_id) if chief else contextlib.nullcontext() as run:
+        with experiment_run(name, cfg, provenance, run_id, parent_run_id) if chief else contextlib.nullcontext() as run:
             if chief and on_run is not None:
                 on_run(run.info.run_id)
             if chief and parent is not None:

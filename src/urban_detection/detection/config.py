@@ -89,7 +89,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
     },
 }
 # Keys of the `train` parameters (conf/base/parameters_train.yml) around the configs.
-TRAIN_PARAMS_KEYS = ("experiments", "groups", "settings", "base", "catalog")
+# `ray_address`, `resources`, `workers` and `tracking_server` say where training runs
+# (urban_detection.cluster), not what is trained: they are no part of a config.
+TRAIN_PARAMS_KEYS = ("experiments", "groups", "settings", "base", "catalog", "ray_address", "resources", "workers",
+                     "tracking_server")
 
 
 class Problem(NamedTuple):

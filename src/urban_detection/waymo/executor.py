@@ -363,8 +363,9 @@ def _start_embedded_ray(ray, workers: int) -> None:
                            EMBEDDED_RAY_ATTEMPTS, e)
 
 
-def _connect_ray(address: str | None, workers: int):
-    """Ray connected to ``address`` (embedded for ``"local"``); True when this call started it."""
+def connect_ray(address: str | None, workers: int):
+    """Ray connected to ``address`` (embedded on ``workers`` CPUs for ``"local"``), and True when this
+    call connected (then :func:`disconnect_ray` ends it); a process already connected keeps its connection."""
     global _RAY_OWNED
     ray = _import_ray()
     if ray.is_initialized():
@@ -386,11 +387,20 @@ def _shutdown_embedded_ray() -> None:
     _RAY_OWNED = False
 
 
+def disconnect_ray() -> None:
+    """End what :func:`connect_ray` connected: stop embedded Ray, or disconnect from the cluster (it stays up)."""
+    ray = sys.modules.get("ray")
+    if _RAY_OWNED:
+        _shutdown_embedded_ray()
+    elif ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 def _run_ray(
     fn: Callable, tasks: list[Task], workers: int, address: str | None, initializer, keep_pool: bool, log_name: str
 ) -> Iterator[Finished]:
     """One Ray task per item; results are yielded in completion order."""
-    ray, connected_here = _connect_ray(address, workers)
+    ray, connected_here = connect_ray(address, workers)
     owned = _RAY_OWNED
     level = logging.getLogger(log_name).getEffectiveLevel()
     remote = ray.remote(num_cpus=1)(_ray_task)
@@ -466,6 +476,8 @@ __all__ = [
     "Task",
     "call_captured",
     "choose_backend",
+    "connect_ray",
+    "disconnect_ray",
     "reemit",
     "run_tasks",
     "shutdown_pool",

@@ -4,7 +4,8 @@
 ``make_train_node(name)`` builds the training node of one experiment's namespace: it
 fingerprints the config, the training data and the val (selection) frames, trains into the checkpoint folder of
 that fingerprint (resuming an interrupted run, starting a new model when anything
-changed) and returns the trained detector with its provenance.
+changed) and returns the trained detector with its provenance. With ``train.ray_address``
+the same training runs as a Ray job (:mod:`urban_detection.cluster`) that the node waits for.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
+from urban_detection.cluster.options import from_train_params, launch_options
 from urban_detection.detection.checkpoints import CheckpointStore
 from urban_detection.detection.config import resolve_experiments
 from urban_detection.detection.provenance import model_provenance, short
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 def resolve_configs(train_params: dict) -> dict[str, dict]:
     """One complete, validated config per selected experiment (saved as YAML files)."""
     configs = resolve_experiments(train_params)
+    from_train_params(train_params)  # where they train: checked before any training too
     log.info("experiments to train: %s", ", ".join(configs))
     return configs
 
@@ -47,11 +50,13 @@ def make_train_node(name: str) -> Callable:
     """The training node of experiment ``name`` (a named function, for ``kedro viz``)."""
 
     def train_experiment(config: dict, trips: Trips, split_manifest: pd.DataFrame, checkpoints: CheckpointStore,
+                         ray_address: str | None = None, resources: dict | None = None, workers: int = 1,
                          parent: TrainedDetector | None = None) -> TrainedDetector:
         """Train (or resume) the model of this config and data.
 
         ``checkpoints`` is the experiment's checkpoint root handed over by its dataset:
         TensorFlow writes the checkpoints of the model's fingerprint there during training.
+        ``ray_address``, ``resources``, ``workers``: where it trains (``train.*``; here when no address).
         """
         from urban_detection.training import run_experiment
 
@@ -65,10 +70,18 @@ def make_train_node(name: str) -> Callable:
         elif known:
             log.info("%s: config or data changed since the models %s; training a new model %s", name,
                      ", ".join(known), short(fp))
+        train_paths, val_paths = _split_paths(trips, split_manifest, "train"), _split_paths(trips, split_manifest, "val")
+        options = launch_options(ray_address, resources, workers)
+        if options.on_ray:
+            from urban_detection.cluster.job import make_job
+            from urban_detection.cluster.remote import train_on_ray
+
+            return train_on_ray(make_job(config, train_paths=train_paths, val_paths=val_paths, checkpoints=checkpoints,
+                                         provenance=record, run_id=checkpoints.run_id(fp), parent=parent), options)
         return run_experiment(
             config,
-            train_paths=_split_paths(trips, split_manifest, "train"),
-            val_paths=_split_paths(trips, split_manifest, "val"),
+            train_paths=train_paths,
+            val_paths=val_paths,
             checkpoint_dir=checkpoints.folder(fp),
             provenance=record,
             run_id=checkpoints.run_id(fp),

@@ -16,6 +16,9 @@ from urban_detection.pipelines import selection
 from .nodes import make_train_node, preview_augmentations, resolve_configs
 
 SHARED = {"trips", "split_manifest"}
+# where every experiment trains (urban_detection.cluster): the same for all, so not namespaced
+LAUNCH = {"ray_address": "params:train.ray_address", "resources": "params:train.resources",
+          "workers": "params:train.workers"}
 
 
 def configs_pipeline(chosen: dict) -> Pipeline:
@@ -32,7 +35,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     branches = configs_pipeline(chosen)
     for name, parent in chosen.items():
         inputs = {"config": "config", "trips": "trips", "split_manifest": "split_manifest",
-                  "checkpoints": "checkpoints"}
+                  "checkpoints": "checkpoints", **LAUNCH}
         if parent:
             inputs["parent"] = f"{parent}.model"
         branches += pipeline(
@@ -43,5 +46,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ],
             namespace=name,
             inputs=SHARED | ({f"{parent}.model"} if parent else set()),
+            parameters=set(LAUNCH.values()),
         )
     return branches
