@@ -261,7 +261,10 @@ class LocalRayCluster:
         self.port = self.client_port = 0
         # no token authentication: the nodes listen on loopback addresses only, and a driver given an
         # explicit address sends a token only when its process started with RAY_AUTH_MODE=token
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", **SINGLE_MACHINE)
+        # a fresh machine: no MLflow setting an earlier test of this process left in the environment
+        # (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID) reaches the nodes' workers
+        self.env = dict({k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+                        RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", **SINGLE_MACHINE)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="udray"))  # short: Ray's socket paths must fit 107 bytes
 
     @property

@@ -29,6 +29,7 @@ import psutil
 import pytest
 import yaml
 from ray_cluster import LocalRayCluster, addresses_as_given
+from toy_records import square_records
 
 from kedro_project import REPO, TINY_PARAMS, make_project
 
@@ -150,23 +151,6 @@ MW_STEPS, MW_EVERY = 60, 6
 SIZE = 64
 
 
-def _records(path: Path) -> Path:
-    """Eight frames with one bright square (a 'vehicle') each."""
-    import tensorflow as tf
-
-    from urban_detection.waymo.example import DetectionExample, encode_example
-
-    rng = np.random.default_rng(0)
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for i in range(8):
-            image = rng.integers(0, 40, (SIZE, SIZE, 3)).astype(np.uint8)
-            s = int(rng.integers(16, 32))
-            y, x = (int(v) for v in rng.integers(0, SIZE - s, 2))
-            image[y:y + s, x:x + s] = (230, 220, 40)
-            box = np.array([[y, x, y + s, x + s]], np.float32) / SIZE
-            w.write(encode_example(DetectionExample(tf.io.encode_png(image).numpy(), SIZE, SIZE, f"{i}.png",
-                                                    f"toy/{i}", box, np.array([1], np.int32), "png")))
-    return path
 
 
 def _tiny_config() -> dict:
@@ -197,7 +181,7 @@ def _train_workers(cluster) -> list:
 
 def _driver(cluster, job, tmp: Path, name: str) -> tuple[subprocess.Popen, Path]:
     (tmp / f"{name}.pkl").write_bytes(pickle.dumps(job))
-    env = {**os.environ, "RAY_TEST_ADDRESS": cluster.address, "RAY_TEST_WORKERS": "2", "RAY_USAGE_STATS_ENABLED": "0",
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "RAY_TEST_ADDRESS": cluster.address, "RAY_TEST_WORKERS": "2", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
@@ -230,7 +214,7 @@ def test_two_ray_workers_resume_after_an_interruption_and_export_the_best(cluste
     from urban_detection.cluster.tracking_server import TrackingServer
     from urban_detection.detection.checkpoints import BEST_WEIGHTS, CheckpointStore, TrainingRecord
 
-    records = str(_records(tmp_path / "toy.tfrecord"))
+    records = str(square_records(tmp_path / "toy.tfrecord", SIZE))
     store = CheckpointStore(tmp_path / "checkpoints")  # on the storage both nodes share (one machine here)
     provenance = {"fingerprint": "c0ffee" * 10 + "beef"}
     folder = store.folder(provenance["fingerprint"])

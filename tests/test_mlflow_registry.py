@@ -164,7 +164,9 @@ def test_a_copied_project_keeps_its_artifacts(runs, tmp_path):
     try:
         assert mlflow_store.absolute_locations(copy / "mlflow.db", project) == {}
         os.chdir(copy)
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")  # as in the README, from the project root
+        # the copy's store, named by its absolute path: MLflow caches a store per URI string, so a
+        # relative URI another test of this process used in another folder would open that folder's store
+        mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
         run_id = out["better"]["run_id"]
         doc = json.loads(Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/evaluation/metrics.json"))
                          .read_text())

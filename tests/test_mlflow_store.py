@@ -96,7 +96,9 @@ def test_a_copied_store_keeps_its_artifacts(tmp_path, monkeypatch):
         shutil.copytree(first, copy)
         shutil.rmtree(first)
         monkeypatch.chdir(copy)
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        # by absolute path: MLflow caches a store per URI string, and another test of this process may
+        # have opened a relative "sqlite:///mlflow.db" in another folder
+        mlflow.set_tracking_uri(f"sqlite:///{copy / 'mlflow.db'}")
         for run, text in ((before, "logged before"), (after, "logged after")):
             name = text.split()[-1]
             path = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/notes/{name}.txt",

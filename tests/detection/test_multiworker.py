@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from server_helpers import free_ports
+from toy_records import square_records
 
 from urban_detection.detection.checkpoint_eval import load_frames, val_coco_metrics
 from urban_detection.detection.model import build_detector, checkpoint_key, load_initial_weights
-from urban_detection.waymo.example import DetectionExample, encode_example
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +31,6 @@ BASE = {
 }
 
 
-def _records(path: Path) -> Path:
-    """Eight frames with one bright square (a 'vehicle') each."""
-    rng = np.random.default_rng(0)
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for i in range(8):
-            image = rng.integers(0, 40, (SIZE, SIZE, 3)).astype(np.uint8)
-            s = int(rng.integers(16, 32))
-            y, x = (int(v) for v in rng.integers(0, SIZE - s, 2))
-            image[y:y + s, x:x + s] = (230, 220, 40)
-            box = np.array([[y, x, y + s, x + s]], np.float32) / SIZE
-            w.write(encode_example(DetectionExample(tf.io.encode_png(image).numpy(), SIZE, SIZE, f"{i}.png",
-                                                    f"toy/{i}", box, np.array([1], np.int32), "png")))
-    return path
 
 
 def _run_cluster(tmp: Path, run: str, records: Path, steps: int, validate: bool = True) -> list[dict]:
@@ -112,7 +99,7 @@ def _one_worker_val(prefix: Path, records: Path, metric: str) -> float:
 
 
 def test_two_workers_train_checkpoint_on_chief_and_resume(tmp_path):
-    records = _records(tmp_path / "toy.tfrecord")
+    records = square_records(tmp_path / "toy.tfrecord", SIZE)
     chief_dir, other_dir = tmp_path / "worker0" / "checkpoints", tmp_path / "worker1" / "checkpoints"
 
     first = _run_cluster(tmp_path, "first", records, steps=4)

@@ -84,7 +84,9 @@ def run_job(job: ExperimentJob, strategy=None) -> TrainedDetector:
         os.chdir(job.workdir)  # the store's relative artifact locations are relative to the project root
     if job.tracking.uri:
         mlflow.set_tracking_uri(job.tracking.uri)
-    if job.tracking.experiment_id:
+    if job.tracking.experiment_id:  # the job names its experiment: no other one from this worker's environment
+        for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+            os.environ.pop(name, None)
         mlflow.set_experiment(experiment_id=job.tracking.experiment_id)
     parent = shipping.unpack(job.parent) if job.parent is not None else None
     return run_experiment(
