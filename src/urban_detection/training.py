@@ -124,7 +124,8 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 mixed_precision=bool(tcfg.get("mixed_precision", False)),
                 jit_compile=bool(tcfg.get("jit_compile", False)), strategy=strategy,
                 optimizer=cfg["optimizer"], val_steps=tcfg.get("val_batches"),
-                **{k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta") if k in tcfg},
+                **{k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta", "ema_decay", "ema_ramp_steps")
+                   if k in tcfg},
             )
             trained_now = result.step > result.start_step
             step = int(result.step)

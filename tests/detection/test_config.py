@@ -194,13 +194,21 @@ def test_optional_train_keys_and_model_overrides_are_accepted():
     params = {**train_params(), "experiments": ["fast_cpu"], "settings": {
         "train": {"best_metric": "DetectionBoxes_Precision/mAP", "val_coco_frames": None, "log_checkpoints": False,
                   "cache": True, "log_keras_model": False, "focal_alpha": 0.5, "focal_gamma": 2,
-                  "smooth_l1_beta": 0.1},
+                  "smooth_l1_beta": 0.1, "ema_decay": 0.99, "ema_ramp_steps": 60},
         "model": {"overrides": {"head_convs": 1, "fpn_batch_norm": False,
                                 "encoder": {"stackwise_num_blocks": [1] * 4}}},
     }}
     cfg = resolve_experiments(params)["fast_cpu"]
     assert cfg["train"]["val_coco_frames"] is None and cfg["train"]["best_metric"] == "DetectionBoxes_Precision/mAP"
     assert cfg["model"]["overrides"]["fpn_batch_norm"] is False
+
+
+@pytest.mark.parametrize("ema, message", [({"ema_decay": 1.5}, r"train.ema_decay must be a number in \(0, 1\)"),
+                                          ({"ema_decay": 0.9, "ema_ramp_steps": -5}, "train.ema_ramp_steps")])
+def test_a_bad_weight_average_is_a_config_error(ema, message):
+    params = {**train_params(), "experiments": ["fast_cpu"], "settings": {"train": ema}}
+    with pytest.raises(ConfigError, match=f"experiment 'fast_cpu': {message}"):
+        resolve_experiments(params)
 
 
 def test_an_unknown_best_metric_is_a_config_error_listing_the_valid_ones():

@@ -84,6 +84,30 @@ def test_training_dataset_repeats_with_static_batches_and_calls_augment(records)
     np.testing.assert_allclose(firsts[0], np.array([0.1, 1 - 0.6, 0.5, 1 - 0.2]) * 32, atol=1e-4)
 
 
+def test_a_size_invariant_augmenter_sees_frames_already_resized(records):
+    from urban_detection.detection.augment import build_augmenter
+
+    flip_and_colour = build_augmenter([{"name": "random_horizontal_flip"}, {"name": "random_adjust_brightness"}])
+    with_crop = build_augmenter([{"name": "random_horizontal_flip"}, {"name": "random_crop_image"}])
+    assert flip_and_colour.size_invariant and not with_crop.size_invariant
+    seen = []
+
+    def recording(augment):
+        def fn(image, boxes, labels):
+            seen.append(image.shape.as_list())
+            return augment(image, boxes, labels)
+        fn.size_invariant = augment.size_invariant
+        return fn
+
+    for augment in (flip_and_colour, with_crop):
+        ds = make_dataset(records, image_size=24, batch_size=2, training=True, augment_fn=recording(augment),
+                          shuffle_buffer=1, cache=True)
+        images, _ = next(iter(ds))
+        assert images.shape == (2, 24, 24, 3)
+    # traced once each: the flip and colours get the 24x24 frame (cached at that size), the crop the original
+    assert seen == [[24, 24, 3], [None, None, 3]]
+
+
 def test_no_augmentation_when_not_training(records):
     def fail(image, boxes, labels):
         raise AssertionError("augment_fn must not run for evaluation data")

@@ -86,6 +86,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "focal_alpha": Leaf(*NUMBER),
         "focal_gamma": Leaf(*NUMBER),
         "smooth_l1_beta": Leaf(*NUMBER),
+        "ema_decay": Leaf(*NUMBER, None),  # a moving average of the weights is judged and exported (detection.ema)
+        "ema_ramp_steps": Leaf(*NUMBER),
     },
 }
 # Keys of the `train` parameters (conf/base/parameters_train.yml) around the configs.
@@ -290,6 +292,7 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None,
     contributed, in merge order) lets the message say where a bad key was set.
     """
     from .augment.spec import validate_augmentations
+    from .ema import check_ema
     from .schedules import validate_optimizer_config
 
     name = cfg.get("name", "?")
@@ -326,6 +329,10 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None,
     try:
         validate_augmentations(cfg.get("augmentations") or [])
     except ValueError as exc:  # names the path: augmentations[i].<param>
+        fail(str(exc))
+    try:
+        check_ema(train.get("ema_decay"), train.get("ema_ramp_steps", 0))
+    except ValueError as exc:
         fail(str(exc))
 
 

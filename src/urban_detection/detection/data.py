@@ -112,7 +112,8 @@ def make_dataset(
     last batch dropped so every batch has static shape. ``training=False``:
     file order kept, no augmentation, one pass, last batch kept. ``cache=True``
     keeps decoded uint8 images in memory (resized to ``S x S`` when there is no
-    augmentation, else at their original size) -- for small datasets. ``deterministic`` keeps the
+    augmentation or ``augment_fn.size_invariant`` is true, else at their original size) -- for
+    small datasets. ``deterministic`` keeps the
     element order of parallel steps (default: only when not training), e.g. for
     reproducible tests. When a ``report`` dict is given it is filled with :func:`summarize_records` (frames,
     frames without boxes, dropped boxes, bad records; an extra pass over the
@@ -137,10 +138,11 @@ def make_dataset(
         deterministic=ordered,
     )
     augment = augment_fn if training else None
-    # Without augmentation the image can be resized right after decoding (less memory in the
-    # cache and in flight); with augmentation it is resized after the augmenter, which must
-    # see the whole original image. Images stay uint8 until the end either way.
-    resize_early = augment is None
+    # Without augmentation, or with one whose ops do not depend on the image size (a flip, colour
+    # changes: ``augment_fn.size_invariant``), the image is resized right after decoding: less work
+    # per step, and the cache holds model-size frames. Otherwise it is resized after the augmenter,
+    # which must see the whole original image. Images stay uint8 until the end either way.
+    resize_early = augment is None or bool(getattr(augment, "size_invariant", False))
 
     def decode(serialized):
         ex = parse_example(serialized)

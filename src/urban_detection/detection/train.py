@@ -26,6 +26,7 @@ no worker can wait for another).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ import tensorflow as tf
 from urban_detection import files
 from urban_detection.detection.distribute import (distribute_dataset, is_chief, is_multi_worker, moving_statistics,
                                                   task_id, variable_sync)
+from urban_detection.detection.ema import WeightAverage
 from urban_detection.detection.losses import (LOSS_KEYS, compile_detector, detection_losses, evaluate_losses,
                                               regularization_loss)
 from urban_detection.detection.model import checkpoint_weights
@@ -82,6 +84,8 @@ def train(
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
     smooth_l1_beta: float = 0.1,
+    ema_decay: float | None = None,
+    ema_ramp_steps: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` up to global step ``steps`` (not ``steps`` more), resuming from ``checkpoint_dir``.
 
@@ -109,20 +113,32 @@ def train(
     the same metrics, on the other workers ``checkpoint_path`` is ``None``. The
     caller writes final weights and MLflow records on the chief only
     (:func:`~.distribute.is_chief`); the trained weights are the same on every worker.
+
+    ``ema_decay``: keep an exponential moving average of the weights (:mod:`.ema`, ramped over
+    ``ema_ramp_steps``); validation and ``on_checkpoint`` see the averaged weights, which the model
+    holds when training ends. Not with a multi-worker strategy.
     """
     if steps < 0 or checkpoint_every <= 0 or log_every <= 0 or keep_checkpoints <= 0:
         raise ValueError("steps must be >= 0 and checkpoint_every, log_every, keep_checkpoints > 0")
     strategy = strategy or tf.distribute.get_strategy()
     _check_inputs(model, val_ds, val_steps, strategy, mixed_precision)
+    if ema_decay is not None and is_multi_worker(strategy):
+        raise ValueError("train.ema_decay (a moving average of the weights) is not supported with several workers")
     optimizer, step_var = _compile(model, strategy, optimizer, jit_compile=jit_compile, focal_alpha=focal_alpha,
                                    focal_gamma=focal_gamma, smooth_l1_beta=smooth_l1_beta)
-    checkpoints = _Checkpoints(model, optimizer, step_var, strategy, Path(checkpoint_dir), keep_checkpoints)
+    average = None
+    if ema_decay is not None:
+        with strategy.scope():
+            average = WeightAverage(checkpoint_weights(model), ema_decay, ema_ramp_steps)
+    checkpoints = _Checkpoints(model, optimizer, step_var, strategy, Path(checkpoint_dir), keep_checkpoints, average)
     result = TrainResult(step=0, last_checkpoint=checkpoints.latest, is_chief=checkpoints.chief)
     result.step = result.start_step = start = step = checkpoints.restore(resume)
     if start >= steps:
         log.info("already at step %d >= %d, nothing to train", start, steps)
+        if average is not None:
+            average.finalize()
         return result
-    train_step = _train_step(model, optimizer, strategy, jit_compile)
+    train_step = _train_step(model, optimizer, strategy, jit_compile, average)
     batches = _endless(distribute_dataset(strategy, train_ds))
     sync_statistics = variable_sync(strategy, moving_statistics(model), broadcast=False)  # per replica in Keras 3
     clock = _Clock(start, steps)
@@ -143,13 +159,16 @@ def train(
             if step % checkpoint_every == 0 or step == steps:
                 sync_statistics()
                 result.last_checkpoint = checkpoints.save(step)
-                val_metrics = _validate(model, val_ds, val_steps, step)
-                if val_ds is not None:
-                    result.val_history.append({"step": step, **val_metrics})
-                log.info("checkpoint %s", result.last_checkpoint)
-                if on_checkpoint is not None:
-                    on_checkpoint(step, result.last_checkpoint, val_metrics)
+                with average.swapped() if average is not None else contextlib.nullcontext():
+                    val_metrics = _validate(model, val_ds, val_steps, step)  # of the weights that are exported
+                    if val_ds is not None:
+                        result.val_history.append({"step": step, **val_metrics})
+                    log.info("checkpoint %s", result.last_checkpoint)
+                    if on_checkpoint is not None:
+                        on_checkpoint(step, result.last_checkpoint, val_metrics)
                 clock.resume()  # validation time is not training time
+        if average is not None:
+            average.finalize()
     except KeyboardInterrupt:
         result.last_checkpoint = checkpoints.save_interrupted(step, start) or result.last_checkpoint
         raise
@@ -189,8 +208,9 @@ def _compile(model, strategy, optimizer, *, jit_compile: bool, **loss_settings):
     return optimizer, step_var
 
 
-def _train_step(model, optimizer, strategy, jit_compile: bool):
-    """One optimizer step on a (distributed) batch: the mean losses and the global batch size."""
+def _train_step(model, optimizer, strategy, jit_compile: bool, average: WeightAverage | None = None):
+    """One optimizer step on a (distributed) batch (and of the weight average): the mean losses and the
+    global batch size."""
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
 
@@ -209,6 +229,8 @@ def _train_step(model, optimizer, strategy, jit_compile: bool):
     @tf.function(jit_compile=jit_compile)
     def train_step(images, targets):
         losses, batch = strategy.run(replica_step, args=(images, targets))
+        if average is not None:
+            average.update(optimizer.iterations)
         return (strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, batch, axis=None))
 
@@ -261,12 +283,14 @@ class _Checkpoints:
     """The loop's checkpoints: the chief keeps the newest ones in ``checkpoint_dir`` and resumes from them;
     another worker saves too (saving may read variables collectively) into a temporary folder, removed at once."""
 
-    def __init__(self, model, optimizer, step_var, strategy, checkpoint_dir: Path, keep: int):
+    def __init__(self, model, optimizer, step_var, strategy, checkpoint_dir: Path, keep: int,
+                 average: WeightAverage | None = None):
         self.strategy, self.step_var, self.dir = strategy, step_var, checkpoint_dir
         self.chief, self.multi_worker = is_chief(strategy), is_multi_worker(strategy)
         self.weights = checkpoint_weights(model)
         self.optimizer = optimizer
-        self.ckpt = tf.train.Checkpoint(weights=self.weights, optimizer=optimizer, step=step_var)
+        extra = {"ema": average.averages} if average is not None else {}
+        self.ckpt = tf.train.Checkpoint(weights=self.weights, optimizer=optimizer, step=step_var, **extra)
         self.manager = None
         if self.chief:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,14 @@ AUGMENTATIONS: dict[str, Callable] = {
 
 _FIXED_ARGS = ("image", "boxes", "labels", "seed")
 
+# Ops that give the same result (up to interpolation) before or after the model's resize: a flip and
+# per-image colour changes. A chain of only these lets the input pipeline resize (and cache) each frame
+# at the model's size before augmenting it (:func:`~urban_detection.detection.data.make_dataset`).
+SIZE_INVARIANT = frozenset({
+    "random_horizontal_flip", "random_rgb_to_gray", "random_adjust_brightness", "random_adjust_contrast",
+    "random_adjust_saturation", "random_adjust_hue",
+})
+
 
 def op_parameters(name: str) -> dict[str, Any]:
     """The tunable parameters of a registered op and their defaults."""
@@ -116,7 +124,8 @@ def build_augmenter(specs: Sequence[Mapping[str, Any]] | None) -> Callable:
     Returns ``augment(image, boxes, labels, seed=None) -> (image, boxes, labels)`` with a
     float32 [0, 255] image. ``seed`` (shape-[2] ints) makes the whole chain deterministic
     (each op gets a seed folded from it); without it every call draws fresh randomness.
-    Raises ``ValueError`` for unknown names or parameters.
+    The function's ``specs`` are the parsed specs; ``size_invariant`` is True when every op is in
+    :data:`SIZE_INVARIANT` (the input pipeline may then augment frames already resized). Raises ``ValueError`` for unknown names or parameters.
     """
     parsed = [_parse_spec(i, spec) for i, spec in enumerate(specs or [])]
     steps = [(AUGMENTATIONS[name], params) for name, params in parsed]
@@ -132,4 +141,5 @@ def build_augmenter(specs: Sequence[Mapping[str, Any]] | None) -> Callable:
         return image, boxes, labels
 
     augment.specs = [{"name": name, **params} for name, params in parsed]
+    augment.size_invariant = all(name in SIZE_INVARIANT for name, _ in parsed)
     return augment
