@@ -4,8 +4,9 @@ the current one, one after the other in one run of this script, each from an emp
 Each side is a ``git archive`` of its commit in a temporary folder (``HEAD`` for the current
 side: commit first), run as ``kedro run`` with that tree's ``src/`` first on ``PYTHONPATH`` and
 the project's ``.venv`` (both sides must install with the same dependencies). Prints each wall
-time, the ratio current / baseline, and each run's evaluation trips, frames and quality (with the
-95% trip-bootstrap interval of mAP@.50IOU where the run computed one).
+time, the ratio current / baseline, where each run's time went (the slowest nodes, from the timing
+hook's table in its log) and each run's evaluation trips, frames and quality (with the 95%
+trip-bootstrap interval of mAP@.50IOU where the run computed one).
 
     ./dev.sh python benchmarks/default_run.py --baseline 8c52ec9 [--current HEAD] [--keep DIR]
 
@@ -52,6 +53,20 @@ def run_default(project: Path, log_file: Path) -> float:
     return seconds
 
 
+def where_the_time_went(log_file: Path) -> list[str]:
+    """The timing hook's table at the end of a run's log (the slowest nodes, their seconds and shares)."""
+    lines = log_file.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.rstrip().endswith("where the time went:")]
+    if not starts:
+        return []
+    table = []
+    for line in lines[starts[-1] + 1:]:
+        if not line.strip() or line[:4].isdigit():  # the next log record (it starts with the date)
+            break
+        table.append(line)
+    return table
+
+
 def quality(project: Path) -> dict:
     """Trips, frames, headline numbers and (when the run made them) their 95% trip-bootstrap intervals
     from every experiment's metrics.json."""
@@ -84,8 +99,10 @@ def main() -> int:
             commit = checkout(rev, project)
             print(f"{side}: {commit[:10]} in {project}", flush=True)
             seconds = run_default(project, temp / f"{side}.log")
-            results[side] = {"commit": commit, "seconds": seconds, "quality": quality(project)}
+            results[side] = {"commit": commit, "seconds": seconds, "quality": quality(project),
+                             "nodes": where_the_time_went(temp / f"{side}.log")}
             print(f"{side}: kedro run {seconds:.1f} s; {results[side]['quality']}", flush=True)
+            print("\n".join(f"  {line}" for line in results[side]["nodes"]), flush=True)
             if side == "current" and args.keep:
                 shutil.copy(temp / f"{side}.log", project / "default_run.log")
     finally:

@@ -7,7 +7,11 @@ seed is a new model (its fingerprint differs); a seed already trained with the s
 data is reused, not retrained. Prints test and val mAP and mAP@.50IOU and per-class AP and AP50
 for each seed, then mean ± sd (sample sd, n-1) over the seeds.
 
-    ./dev.sh python benchmarks/quality_seeds.py [--project-dir DIR] [--seeds 0 1 2] [--json out.json]
+``--set`` measures a recipe change (a lever) the same way: ``--set train.ema_decay=0.99`` adds
+``train.settings.train.ema_decay=0.99`` to every seed's ``--params``.
+
+    ./dev.sh python benchmarks/quality_seeds.py [--project-dir DIR] [--seeds 0 1 2] [--set KEY=VALUE ...]
+        [--json out.json]
 """
 from __future__ import annotations
 
@@ -29,15 +33,16 @@ SHOWN = {"mAP": "DetectionBoxes_Precision/mAP", "mAP@.50IOU": "DetectionBoxes_Pr
          **{f"AP50 {c}": f"DetectionBoxes_PerformanceByCategory/mAP@.50IOU/{c}" for c in CLASSES}}
 
 
-def run_seed(project: Path, seed: int) -> tuple[dict, float]:
+def run_seed(project: Path, seed: int, settings: list[str] = ()) -> tuple[dict, float]:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
     if (project / "src" / "urban_detection").is_dir():
         env["PYTHONPATH"] = str(project / "src")
     start = time.perf_counter()
-    log = project / f"quality_seed_{seed}.log"
+    log = project / f"quality_seed_{seed}{'_' + '_'.join(settings) if settings else ''}.log"
+    params = ",".join([f"train.settings.train.seed={seed}", *(f"train.settings.{s}" for s in settings)])
     with log.open("w") as out:
         done = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines=train,evaluate",
-                               "--params", f"train.settings.train.seed={seed}"],
+                               "--params", params],
                               cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         raise SystemExit(f"seed {seed}: kedro run failed (exit {done.returncode}); log: {log}")
@@ -51,11 +56,13 @@ def main() -> int:
     ap.add_argument("--project-dir", type=Path, default=ROOT)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--set", dest="settings", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="a recipe change (lever) for every seed, as train.settings: train.ema_decay=0.99")
     args = ap.parse_args()
     project = args.project_dir.resolve()
     rows: dict[int, dict] = {}
     for seed in args.seeds:
-        doc, seconds = run_seed(project, seed)
+        doc, seconds = run_seed(project, seed, args.settings)
         rows[seed] = {"model": doc["fingerprint"][:12], "step": doc["step"], "seconds": seconds,
                       "splits": {s: {"frames": d["frames"], **{k: d["metrics"].get(m) for k, m in SHOWN.items()}}
                                  for s, d in doc["splits"].items()}}
@@ -65,7 +72,8 @@ def main() -> int:
     summary = {}
     for split in ("test", "val"):
         frames = {r["splits"][split]["frames"] for r in rows.values() if split in r["splits"]}
-        print(f"\n{split} ({', '.join(map(str, sorted(frames)))} frames), {len(rows)} seeds {args.seeds}:")
+        print(f"\n{split} ({', '.join(map(str, sorted(frames)))} frames), {len(rows)} seeds {args.seeds}"
+              f"{', with ' + ' '.join(args.settings) if args.settings else ''}:")
         print(f"  {'metric':22s} {'mean':>8s} {'sd':>8s}  per seed")
         for key in SHOWN:
             values = np.array([r["splits"][split][key] for r in rows.values()
