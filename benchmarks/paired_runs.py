@@ -35,6 +35,12 @@ def load(project: Path, experiment: str, split: str) -> tuple[dict, dict, pd.Dat
         raise SystemExit(f"{folder / 'metrics.json'}: no bootstrap for split {split!r} (evaluate.bootstrap.draws: 0?)")
     draws = pd.read_parquet(folder / "bootstrap_draws.parquet")
     draws = draws[(draws["split"] == split) & (draws["slice"].fillna("all") == "all")].sort_values("draw")
+    recorded = (boot.get("intervals") or {}).get(SHOWN[0]) or {}
+    low, high = percentile_interval(draws[SHOWN[0]].to_numpy(float), float(boot.get("level", 0.95)))
+    if not recorded or abs(recorded["low"] - low) > 1e-9 or abs(recorded["high"] - high) > 1e-9:
+        raise SystemExit(f"{folder}: bootstrap_draws.parquet does not give the interval metrics.json records "
+                         f"({low:.4f}, {high:.4f} against {recorded}): its evaluation is still running, or the "
+                         "files come from different runs")
     return doc, boot, draws
 
 
