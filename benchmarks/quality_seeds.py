@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,7 +39,8 @@ def run_seed(project: Path, seed: int, settings: list[str] = ()) -> tuple[dict, 
     if (project / "src" / "urban_detection").is_dir():
         env["PYTHONPATH"] = str(project / "src")
     start = time.perf_counter()
-    log = project / f"quality_seed_{seed}{'_' + '_'.join(settings) if settings else ''}.log"
+    label = re.sub(r"[^\w.=-]", "_", "_".join(settings))  # a value may hold '/' (a metric name)
+    log = project / f"quality_seed_{seed}{'_' + label if label else ''}.log"
     params = ",".join([f"train.settings.train.seed={seed}", *(f"train.settings.{s}" for s in settings)])
     with log.open("w") as out:
         done = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines=train,evaluate",

@@ -125,7 +125,8 @@ def build_augmenter(specs: Sequence[Mapping[str, Any]] | None) -> Callable:
     float32 [0, 255] image. ``seed`` (shape-[2] ints) makes the whole chain deterministic
     (each op gets a seed folded from it); without it every call draws fresh randomness.
     The function's ``specs`` are the parsed specs; ``size_invariant`` is True when every op is in
-    :data:`SIZE_INVARIANT` (the input pipeline may then augment frames already resized). Raises ``ValueError`` for unknown names or parameters.
+    :data:`SIZE_INVARIANT` (the input pipeline may then augment frames already resized).
+    Raises ``ValueError`` for unknown names or parameters.
     """
     parsed = [_parse_spec(i, spec) for i, spec in enumerate(specs or [])]
     steps = [(AUGMENTATIONS[name], params) for name, params in parsed]
