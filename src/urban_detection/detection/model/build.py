@@ -1,6 +1,7 @@
 """Building detectors from an arch of :data:`~.archs.ARCHS`: parts, regularisation, initial weights."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import keras
@@ -16,6 +17,14 @@ from urban_detection.detection.model.detector import RetinaNetDetector
 from urban_detection.detection.model.nms import MultiClassNMS
 from urban_detection.detection.model.weights import is_model_file, load_initial_weights
 
+# Keras builds a functional subclass by rewriting ``__bases__`` of its classes
+# (``keras.src.models.model.inject_functional_model_class``), on every instance.
+# Two threads doing it at once (Kedro's ThreadRunner loading two models) break
+# the class hierarchy for a moment: "super(type, obj): obj must be an instance
+# or subtype of type", "a __bases__ item causes an inheritance cycle". So the
+# models of this package are built one at a time per process.
+_BUILD_LOCK = threading.RLock()
+
 
 def build_image_encoder(cfg: dict[str, Any], weights: str | None = None):
     """The ResNet image encoder of an arch config: random, or with the image encoder of a preset.
@@ -23,7 +32,8 @@ def build_image_encoder(cfg: dict[str, Any], weights: str | None = None):
     ``weights``: a KerasHub preset name or local preset directory (see
     :mod:`urban_detection.detection.pretrained`).
     """
-    encoder = keras_hub.models.ResNetBackbone(**cfg["encoder"])
+    with _BUILD_LOCK:
+        encoder = keras_hub.models.ResNetBackbone(**cfg["encoder"])
     if weights is not None:
         source = pretrained.load_preset(weights)
         parts = pretrained.preset_components(source)
@@ -51,7 +61,13 @@ def build_detector(
     ``max_level=5``). ``image_size`` fixes the square input size (``None``: the arch's ``default_image_size``; ``0``:
     any size). Build under a distribution strategy scope and after
     :func:`~urban_detection.detection.precision.configure_precision` when needed.
+    Thread-safe: builds of concurrent threads take turns.
     """
+    with _BUILD_LOCK:
+        return _build_detector(arch, image_size, num_classes, weights, **overrides)
+
+
+def _build_detector(arch, image_size, num_classes, weights, **overrides):
     cfg = arch_config(arch, **overrides)
     image_size = cfg["default_image_size"] if image_size is None else image_size
     model_file = is_model_file(weights)
