@@ -42,6 +42,11 @@ from server_helpers import ephemeral_ports
 # process they start), and `ray start` itself keeps 127.0.0.1 and accepts worker nodes, so all
 # servers listen on 127.0.0.1 only. The driver side is `addresses_as_given`.
 SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# A CI machine running other tests can starve a node for tens of seconds: Ray's defaults
+# (a check every 3 s, 10 s timeout, 5 misses) would declare it dead and its objects lost
+# (OwnerDiedError). A node that really died still fails its test, at the latest after 5 minutes.
+PATIENT_HEALTH_CHECKS = {"RAY_health_check_period_ms": "5000", "RAY_health_check_timeout_ms": "30000",
+                         "RAY_health_check_failure_threshold": "10"}
 NODE_MARKER = "URBAN_DETECTION_TEST_RAY_NODE"  # in the environment of every process of a node
 PARENT = "URBAN_DETECTION_TEST_RAY_PARENT"  # the pid of the process that started the node
 # `ray start` in that mode; on Linux it also gets SIGTERM (and stops its node) when the process that
@@ -264,7 +269,8 @@ class LocalRayCluster:
         # a fresh machine: no MLflow setting an earlier test of this process left in the environment
         # (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID) reaches the nodes' workers
         self.env = dict({k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-                        RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", **SINGLE_MACHINE)
+                        RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", **SINGLE_MACHINE,
+                        **PATIENT_HEALTH_CHECKS)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="udray"))  # short: Ray's socket paths must fit 107 bytes
 
     @property
