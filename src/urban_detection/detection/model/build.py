@@ -34,10 +34,10 @@ def build_image_encoder(cfg: dict[str, Any], weights: str | None = None):
     """
     with _BUILD_LOCK:
         encoder = keras_hub.models.ResNetBackbone(**cfg["encoder"])
-    if weights is not None:
-        source = pretrained.load_preset(weights)
-        parts = pretrained.preset_components(source)
-        pretrained.copy_component(parts["image_encoder"], encoder.weights, "image_encoder", str(weights))
+        if weights is not None:
+            source = pretrained.load_preset(weights)  # builds the preset's model
+            parts = pretrained.preset_components(source)
+            pretrained.copy_component(parts["image_encoder"], encoder.weights, "image_encoder", str(weights))
     return encoder
 
 
