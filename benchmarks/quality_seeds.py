@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--project-dir", type=Path, default=ROOT)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--set", dest="settings", nargs="*", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--set", dest="settings", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="a recipe change (lever) for every seed, as train.settings: train.ema_decay=0.99")
     args = ap.parse_args()
     project = args.project_dir.resolve()
