@@ -44,7 +44,7 @@ from server_helpers import ephemeral_ports
 SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # A CI machine running other tests can starve a node for tens of seconds: Ray's defaults
 # (a check every 3 s, 10 s timeout, 5 misses) would declare it dead and its objects lost
-# (OwnerDiedError). A node that really died still fails its test, at the latest after 5 minutes.
+# (OwnerDiedError). A node that really died still fails its test, after about 6 minutes (10 x (5 + 30) s).
 PATIENT_HEALTH_CHECKS = {"RAY_health_check_period_ms": "5000", "RAY_health_check_timeout_ms": "30000",
                          "RAY_health_check_failure_threshold": "10"}
 NODE_MARKER = "URBAN_DETECTION_TEST_RAY_NODE"  # in the environment of every process of a node
