@@ -50,6 +50,28 @@ def test_cosine_without_warmup_and_with_hold():
     assert lr_at(held, 30 + 35) == pytest.approx(0.5, rel=1e-5)
 
 
+def test_decay_fraction_holds_the_rate_until_the_last_share_of_the_steps():
+    # 400 steps: 30 warm-up, held to step 230, cosine over the last 170 (42.5%)
+    s = CosineDecayWithWarmup(base_lr=2.0, total_steps=400, warmup_lr=0.0, warmup_steps=30, decay_fraction=0.425)
+    assert s.hold_base_rate_steps == 200
+    assert lr_at(s, 229) == pytest.approx(2.0)
+    assert lr_at(s, 230 + 85) == pytest.approx(1.0, rel=1e-5)  # half way down the cosine
+    assert lr_at(s, 400) == pytest.approx(0.0, abs=1e-7)
+    short = CosineDecayWithWarmup(base_lr=2.0, total_steps=100, warmup_steps=30, decay_fraction=0.425)
+    assert short.hold_base_rate_steps == 28  # the same shape at another budget
+    assert CosineDecayWithWarmup(base_lr=1.0, total_steps=40, warmup_steps=30,
+                                 decay_fraction=0.5).hold_base_rate_steps == 0  # never negative
+    config = CosineDecayWithWarmup.from_config(s.get_config())
+    assert [lr_at(config, i) for i in (0, 229, 300)] == [lr_at(s, i) for i in (0, 229, 300)]
+    for bad in (0.0, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="decay_fraction"):
+            CosineDecayWithWarmup(base_lr=1.0, total_steps=100, decay_fraction=bad)
+    with pytest.raises(ValueError, match="not both"):
+        CosineDecayWithWarmup(base_lr=1.0, total_steps=100, hold_base_rate_steps=10, decay_fraction=0.5)
+    validate_optimizer_config({"type": "adam", "schedule": {"type": "cosine", "base_lr": 0.002, "total_steps": 400,
+                                                            "warmup_steps": 30, "decay_fraction": 0.425}})
+
+
 def test_manual_step_schedule_boundaries():
     s = ManualStepSchedule(0.001, [(700, 1e-4), (1400, 1e-5)])
     assert lr_at(s, 0) == pytest.approx(0.001)

@@ -17,7 +17,7 @@ OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
 }
 # Keys of `optimizer.schedule` per type: (required, optional), `type` aside.
 SCHEDULE_REQUIRED_OPTIONAL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "cosine": (("base_lr", "total_steps"), ("warmup_lr", "warmup_steps", "hold_base_rate_steps")),
+    "cosine": (("base_lr", "total_steps"), ("warmup_lr", "warmup_steps", "hold_base_rate_steps", "decay_fraction")),
     "manual_step": (("initial_lr",), ("steps", "warmup")),
     "constant": (("learning_rate",), ()),
 }

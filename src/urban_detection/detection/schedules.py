@@ -37,12 +37,20 @@ _PACKAGE = "urban_detection"
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CosineDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from ``warmup_lr`` to ``base_lr``, then cosine decay to 0 at ``total_steps``."""
+    """Linear warm-up from ``warmup_lr`` to ``base_lr``, then cosine decay to 0 at ``total_steps``.
+
+    ``hold_base_rate_steps`` keeps ``base_lr`` that many steps after the warm-up before the cosine
+    starts (the OD API's key); ``decay_fraction`` sets them from the share of ``total_steps`` the cosine
+    takes (0.425: the last 42.5%), so the schedule keeps its shape when ``train.steps`` changes.
+    """
 
     def __init__(self, base_lr: float, total_steps: int, warmup_lr: float = 0.0, warmup_steps: int = 0,
-                 hold_base_rate_steps: int = 0):
+                 hold_base_rate_steps: int = 0, decay_fraction: float | None = None):
         _check_schedule_numbers(base_lr=base_lr, total_steps=total_steps, warmup_lr=warmup_lr,
                                 warmup_steps=warmup_steps, hold_base_rate_steps=hold_base_rate_steps)
+        if decay_fraction is not None:
+            hold_base_rate_steps = _hold_for_decay_fraction(decay_fraction, total_steps, warmup_steps,
+                                                            hold_base_rate_steps)
         if warmup_steps + hold_base_rate_steps > total_steps:
             raise ValueError(f"total_steps ({total_steps}) must be >= warmup_steps + hold_base_rate_steps "
                              f"({warmup_steps} + {hold_base_rate_steps})")
@@ -104,6 +112,17 @@ class ManualStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"initial_lr": self.initial_lr, "steps_and_lrs": [list(p) for p in self.steps_and_lrs],
                 "warmup": self.warmup}
+
+
+def _hold_for_decay_fraction(decay_fraction, total_steps, warmup_steps, hold_base_rate_steps) -> int:
+    """The steps held at ``base_lr`` after the warm-up so that the cosine takes the last ``decay_fraction``
+    of ``total_steps`` (a warm-up, stable, decay schedule whose shape follows ``train.steps``)."""
+    if isinstance(decay_fraction, bool) or not isinstance(decay_fraction, (int, float)) \
+            or not 0.0 < decay_fraction <= 1.0:
+        raise ValueError(f"decay_fraction must be in (0, 1], got {decay_fraction!r}")
+    if hold_base_rate_steps:
+        raise ValueError("give hold_base_rate_steps or decay_fraction, not both")
+    return max(int(total_steps) - int(warmup_steps) - round(decay_fraction * total_steps), 0)
 
 
 def _check_schedule_numbers(**values):
