@@ -245,8 +245,3 @@ def transfer(model, source, source_name: str) -> dict[str, Any]:
     if isinstance(source, ObjectDetector):
         extra["source_num_classes"] = int(source.num_classes)
     return set_init_report(model, init_report(model, source_name, tuple(loaded), type(source).__name__, **extra))
-
-
-def load_pretrained(model, preset: str) -> dict[str, Any]:
-    """Initialise ``model`` from a KerasHub preset (name or local directory); returns the report."""
-    return transfer(model, load_preset(preset), str(preset))
