@@ -153,3 +153,17 @@ def test_catalog_loads_the_trained_detector_and_the_trips(tiny_project: Path):
     images = np.zeros((1, detector.image_size, detector.image_size, 3), np.float32)
     out = detector.model.predict_on_batch(images)
     assert set(out) >= {"boxes", "confidence", "labels"}
+
+
+def test_bfloat16_compute_is_a_training_setting(tiny_project: Path):
+    params = tiny(experiments=["fast_cpu"])
+    params["train"]["settings"]["train"]["mixed_precision"] = "bfloat16"  # CPUs with AVX512-BF16 or AMX
+    run_kedro(tiny_project, ["train"], params)
+    detector = load_model(tiny_project, "fast_cpu")
+    assert detector.summary["dtype_policy"] == "mixed_bfloat16"  # not float16 (true) nor float32
+    assert detector.config["train"]["mixed_precision"] == "bfloat16" and detector.summary["last_step"] == 4
+    out = detector.model.predict_on_batch(np.zeros((1, detector.image_size, detector.image_size, 3), np.float32))
+    assert np.isfinite(np.asarray(out["confidence"], np.float32)).all()
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for what runs next

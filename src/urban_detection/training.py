@@ -63,7 +63,8 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
     name, tcfg, mcfg = cfg["name"], cfg["train"], cfg["model"]
     resuming = tf.train.latest_checkpoint(str(checkpoint_dir)) is not None
     tf.keras.utils.set_random_seed(int(tcfg.get("seed", 0)))
-    configure_precision(bool(tcfg.get("mixed_precision", False)))
+    mixed = tcfg.get("mixed_precision", False)  # true/"float16" (GPUs) or "bfloat16" (CPUs with AVX512-BF16 or AMX)
+    configure_precision(mixed)
     try:
         if not isinstance(strategy, tf.distribute.Strategy):
             strategy = strategy_scope(strategy or tcfg.get("strategy", "default"))
@@ -121,7 +122,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 steps=tcfg["steps"], checkpoint_dir=checkpoint_dir, checkpoint_every=tcfg["checkpoint_every"],
                 keep_checkpoints=tcfg.get("keep_checkpoints", 3), log_every=tcfg.get("log_every", 10),
                 on_log=on_log, on_checkpoint=on_checkpoint,
-                mixed_precision=bool(tcfg.get("mixed_precision", False)),
+                mixed_precision=mixed,
                 jit_compile=bool(tcfg.get("jit_compile", False)), strategy=strategy,
                 optimizer=cfg["optimizer"], val_steps=tcfg.get("val_batches"),
                 **{k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta", "ema_decay", "ema_ramp_steps")
@@ -139,6 +140,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 mlflow.keras.log_model(model, name="model", pip_requirements=["tensorflow", "keras", "keras-hub"])
             summary = {
                 "start_step": int(result.start_step),
+                "dtype_policy": model.dtype_policy.name,  # float32, mixed_float16 or mixed_bfloat16
                 "images_per_sec": float(result.images_per_sec) if np.isfinite(result.images_per_sec) else None,
                 "first_logged_loss": float(result.history[0]["loss/total"]) if result.history else None,
                 "last_logged_loss": float(result.history[-1]["loss/total"]) if result.history else None,

@@ -183,11 +183,20 @@ def test_typos_in_the_train_parameters_themselves(key, suggestion):
     ({"train": {"strategy": "mirorred"}}, r"unknown train.strategy 'mirorred' .*did you mean `mirrored`\?"),
     ({"model": {"arch": "retinanet_resnet50"}}, r"unknown model.arch .*did you mean `retinanet_resnet50_fpn`\?"),
     ({"train": 5}, "train must be a mapping"),
+    ({"train": {"mixed_precision": "bfloat17"}},
+     r"unknown train.mixed_precision 'bfloat17' .*did you mean `bfloat16`\?"),
+    ({"train": {"mixed_precision": 16}}, "train.mixed_precision must be bool or str, got 16"),
 ])
 def test_values_of_the_wrong_type_are_errors(settings, message):
     params = {**train_params(), "experiments": ["fast_cpu"], "settings": settings}
     with pytest.raises(ConfigError, match=message):
         resolve_experiments(params)
+
+
+@pytest.mark.parametrize("mixed", [True, False, "float16", "bfloat16"])
+def test_mixed_precision_takes_true_false_or_a_compute_type(mixed):
+    params = {**train_params(), "experiments": ["fast_cpu"], "settings": {"train": {"mixed_precision": mixed}}}
+    assert resolve_experiments(params)["fast_cpu"]["train"]["mixed_precision"] == mixed
 
 
 def test_optional_train_keys_and_model_overrides_are_accepted():

@@ -30,7 +30,7 @@ NUMBER = (int, float)
 
 class Leaf:
     """A key holding a value: its accepted types (``None`` for null), optionally ``positive``
-    (ints >= 1) or one of ``choices``."""
+    (ints >= 1) or one of ``choices`` (true/false pass when ``bool`` is a type)."""
 
     def __init__(self, *types, positive: bool = False, choices: tuple = ()):
         self.types = tuple(type(None) if t is None else t for t in types)
@@ -45,7 +45,7 @@ class Leaf:
             return f"{path} must be {names}, got {value!r}"
         if self.positive and isinstance(value, int) and value < 1:
             return f"{path} must be a positive int, got {value!r}"
-        if self.choices and value is not None and value not in self.choices:
+        if self.choices and value is not None and not isinstance(value, bool) and value not in self.choices:
             return f"unknown {path} {value!r} (known: {', '.join(self.choices)}){did_you_mean(value, self.choices)}"
         return None
 
@@ -76,7 +76,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "shuffle_buffer": Leaf(int),
         "seed": Leaf(int),
         "cache": Leaf(bool),
-        "mixed_precision": Leaf(bool),
+        "mixed_precision": Leaf(bool, str, choices=("float16", "bfloat16")),  # true = float16 (GPUs)
         "jit_compile": Leaf(bool),
         "strategy": Leaf(str, choices=STRATEGIES),
         "log_keras_model": Leaf(bool),
