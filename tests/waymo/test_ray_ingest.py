@@ -133,6 +133,7 @@ def test_embedded_ray_matches_the_local_run(sources, local_run, tmp_path, caplog
     import ray
 
     out = tmp_path / "trips"
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
     try:  # kept up after the run (keep_pool), so its sockets can be looked at
         got = ingest.ingest_files(sources, out, workers=2, stride=STRIDE, size=SIZE, progress=False,
                                   ray_address="local", keep_pool=True)
@@ -145,6 +146,9 @@ def test_embedded_ray_matches_the_local_run(sources, local_run, tmp_path, caplog
     assert os.getpid() not in {t.pid for t in got.trips}  # converted in Ray workers
     _assert_bad_image_warned(caplog, sources[0])  # forwarded from the worker to this log
     assert not ray.is_initialized() and _own_ray_processes() == []  # the embedded Ray is gone
+    # and it left this process's Ray authentication mode as it was (Ray would set it to token for
+    # good, and a later cluster without tokens would then fail this process's tasks)
+    assert os.environ.get("RAY_AUTH_MODE") == auth_mode
     # the stamps the Ray workers wrote make the next (local) run reuse every trip
     again = ingest.ingest_files(sources, out, workers=1, stride=STRIDE, size=SIZE, progress=False)
     assert again.report["reused_trips"] == len(sources)

@@ -299,6 +299,9 @@ def _import_ray():
     return ray
 
 
+AUTH_MODE = "RAY_AUTH_MODE"
+
+
 def _init_loopback(ray, **kwargs) -> None:
     """``ray.init`` of a new local instance whose servers listen on the loopback interface only.
 
@@ -311,15 +314,22 @@ def _init_loopback(ray, **kwargs) -> None:
 
     env_name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
     saved_env, saved_flag = os.environ.get(env_name), ray_constants.ENABLE_RAY_CLUSTER
+    saved_auth = os.environ.get(AUTH_MODE)
     os.environ[env_name], ray_constants.ENABLE_RAY_CLUSTER = "0", False  # raylet and workers inherit the env
+    # Unless the user chose a mode, Ray would turn token authentication on for this whole process
+    # (RAY_AUTH_MODE=token in os.environ) when it starts a local instance; a later connection of this
+    # process to a cluster without tokens then refuses the cluster's calls (OwnerDiedError,
+    # "InvalidAuthToken"). This instance listens on the loopback interface only.
+    os.environ.setdefault(AUTH_MODE, "disabled")
     try:
         ray.init(**kwargs)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        if saved_env is None:
-            os.environ.pop(env_name, None)
-        else:
-            os.environ[env_name] = saved_env
+        for name, value in ((env_name, saved_env), (AUTH_MODE, saved_auth)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _stop_new_children(before: set[int]) -> None:
