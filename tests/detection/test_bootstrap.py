@@ -8,6 +8,7 @@ from urban_detection.detection.bootstrap import (
     AP50,
     COCO_DRAW_METRICS,
     coco_draw_metrics,
+    only_trips,
     ranked_matches,
     sized,
     trip_draws,
@@ -132,6 +133,28 @@ def test_a_draw_without_a_class_leaves_it_undefined():
     assert not math.isnan(got[PER_CLASS_AP.format("cyclist")][1])
     for row, counts in enumerate(weights):
         assert_same(pycocotools_metrics(*repeated(gt_frames, det_frames, counts, trip_of_image)), got, row)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_a_slices_own_matches_give_the_draws_of_the_whole_split_with_the_others_left_out(ties):
+    gt_frames, det_frames = random_split(5, trips=7, frames=3, ties=ties)
+    trips, trip_of_image = trip_index(gt_frames, lambda f: f["path"])
+    gt = to_coco_ground_truth(gt_frames)
+    ev = coco_eval(gt, to_coco_detections(det_frames, gt))
+    ranked = ranked_matches(ev, trip_of_image, len(trips))
+    members = [1, 4, 6]
+    weights = np.zeros((40, len(trips)), dtype=np.int64)
+    weights[:, members] = trip_draws(len(members), 40, seed=3)
+    weights[0, members] = 1
+    names = {i: LABEL_MAP[i] for i in LABEL_MAP}
+    whole = coco_draw_metrics(ev, ranked, weights, names)
+    alone = only_trips(ranked, members)
+    own = coco_draw_metrics(ev, alone, weights[:, members], names)
+    assert set(own) == set(whole)
+    for key in whole:
+        np.testing.assert_array_equal(own[key], whole[key], err_msg=key)
+    kept = alone[(1, "all")].per_threshold[0].true_positives.shape[1]
+    assert 0 < kept < ranked[(1, "all")].per_threshold[0].true_positives.shape[1]  # fewer ranks to scan
 
 
 def test_trip_draws_are_fixed_by_the_seed_and_resample_trips():

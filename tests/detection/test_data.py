@@ -141,6 +141,17 @@ def test_inference_dataset_metadata(records):
     np.testing.assert_array_equal(meta2["labels"][0], [3, 1, 2])  # evaluation decides about unknown labels
 
 
+def test_inference_batches_span_files_and_name_each_frames_file(records, tmp_path):
+    other = tmp_path / "other.tfrecord"
+    with tf.io.TFRecordWriter(str(other)) as w:
+        w.write(_example(7, 40, 80, [[0.1, 0.1, 0.3, 0.3]], [2]))
+    batches = list(make_inference_dataset([records, other], image_size=32, batch_size=2).as_numpy_iterator())
+    assert [len(images) for images, _ in batches] == [2, 2]  # frame 2 of the first file and the second's frame
+    paths = [p.decode() for _, meta in batches for p in meta["path"]]
+    sources = [s.decode() for _, meta in batches for s in meta["source_id"]]
+    assert paths == [str(records)] * 3 + [str(other)] and sources == ["trip/0", "trip/1", "trip/2", "trip/7"]
+
+
 def test_summary_counts_and_bad_records(records, tmp_path, caplog):
     bad = tmp_path / "bad.tfrecord"
     with tf.io.TFRecordWriter(str(bad)) as w:

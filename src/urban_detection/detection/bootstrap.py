@@ -107,6 +107,25 @@ def ranked_matches(ev: Any, trip_of_image: Mapping[int, int], n_trips: int) -> d
     return out
 
 
+def only_trips(ranked: Mapping[tuple[int, str], RankedMatches], trips: Sequence[int]
+               ) -> dict[tuple[int, str], RankedMatches]:
+    """:func:`ranked_matches` of the given trip indices alone (rows in that order), for draws that weight
+    no other trip (a slice): only the ranks where one of these trips has a true positive are kept.
+    Every draw's metrics are exactly those of the whole split's matches with the other trips weighted 0
+    (between two kept ranks, the others only add false positives, which never raises the precision
+    envelope), at a cost that follows the slice's size, not the split's."""
+    rows = np.asarray(trips, dtype=np.int64)
+    out = {}
+    for key, m in ranked.items():
+        per_t = []
+        for c in m.per_threshold:
+            tp = c.true_positives[rows]
+            gained = np.diff(tp, axis=1, prepend=0.0).sum(axis=0) > 0
+            per_t.append(TripCounts(tp[:, gained], c.false_positives[rows][:, gained]))
+        out[key] = RankedMatches(per_t, m.ground_truth[rows])
+    return out
+
+
 def _first_reaching(tp: np.ndarray, npig: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
     """Per row of ``tp`` ``(B, P)`` (cumulative true positives, non-decreasing integers) and recall threshold:
     the first position whose recall ``tp / npig`` is at least the threshold (``P`` if none), exactly as

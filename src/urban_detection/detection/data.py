@@ -190,17 +190,20 @@ def make_inference_dataset(tfrecord_paths, image_size: int, batch_size: int, max
     ``num_boxes`` and the ground truth ``boxes`` (normalised ``[ymin, xmin, ymax,
     xmax]``) and ``labels`` (label ids 1/2/4) padded with -1 to the largest frame
     of the batch (or to ``max_boxes``). Ground truth is passed through unchanged
-    apart from clipping to [0, 1] (unknown labels are kept, evaluation decides).
+    apart from clipping to [0, 1] (unknown labels are kept, evaluation decides), and ``path``, the
+    file each frame was read from (a batch may span files).
     """
     paths = _paths(tfrecord_paths)
     ds = tf.data.Dataset.from_tensor_slices(paths).interleave(
-        tf.data.TFRecordDataset, cycle_length=1, num_parallel_calls=AUTOTUNE, deterministic=True
+        lambda path: tf.data.TFRecordDataset(path).map(lambda record: (record, path)),
+        cycle_length=1, num_parallel_calls=AUTOTUNE, deterministic=True,
     )
 
-    def prepare(serialized):
+    def prepare(serialized, path):
         ex = parse_example(serialized)
         image = tf.image.resize(tf.cast(ex["image"], tf.float32), [image_size, image_size])
         meta = {
+            "path": path,
             "source_id": ex["source_id"],
             "height": ex["height"],
             "width": ex["width"],
@@ -213,10 +216,10 @@ def make_inference_dataset(tfrecord_paths, image_size: int, batch_size: int, max
     ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
     pad_shapes = (
         [image_size, image_size, 3],
-        {"source_id": [], "height": [], "width": [], "num_boxes": [],
+        {"path": [], "source_id": [], "height": [], "width": [], "num_boxes": [],
          "boxes": [max_boxes, 4] if max_boxes else [None, 4], "labels": [max_boxes] if max_boxes else [None]},
     )
-    pad_values = (0.0, {"source_id": "", "height": 0, "width": 0, "num_boxes": 0, "boxes": -1.0, "labels": -1})
+    pad_values = (0.0, {"path": "", "source_id": "", "height": 0, "width": 0, "num_boxes": 0, "boxes": -1.0, "labels": -1})
     if max_boxes:
         ds = ds.map(lambda im, m: (im, {**m, "boxes": m["boxes"][:max_boxes], "labels": m["labels"][:max_boxes],
                                         "num_boxes": tf.minimum(m["num_boxes"], max_boxes)}))

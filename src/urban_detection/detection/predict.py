@@ -120,39 +120,28 @@ def predict_split(
     gt_frames: list[dict] = []
     det_frames: list[dict] = []
     start = last = time.perf_counter()
-    for path in paths:
+    for images, meta in make_inference_dataset(paths, image_size, batch_size):  # one pipeline, batches span files
         if max_frames is not None and len(gt_frames) >= max_frames:
             break
-        ds = make_inference_dataset([path], image_size, batch_size)
-        for images, meta in ds:
-            if max_frames is not None and len(gt_frames) >= max_frames:
-                break
-            dets = detect_batch(model, images, image_size, pad_to=batch_size)
-            num = meta["num_boxes"].numpy()
-            for i, det in enumerate(dets):
-                if max_frames is not None and len(gt_frames) >= max_frames:
-                    break
-                image_id = len(gt_frames) + 1
-                n = int(num[i])
-                common = {
-                    "image_id": image_id,
-                    "source_id": meta["source_id"][i].numpy().decode(errors="replace"),
-                    "height": int(meta["height"][i]),
-                    "width": int(meta["width"][i]),
-                }
-                gt_frames.append(
-                    {
-                        **common,
-                        "path": path,
-                        "boxes": meta["boxes"][i, :n].numpy().astype(np.float32),
-                        "labels": meta["labels"][i, :n].numpy().astype(np.int32),
-                    }
-                )
-                det_frames.append({**common, **det})
-            now = time.perf_counter()
-            if now - last >= progress_every_s:
-                last = now
-                log.info("predicted %d frames (%.1f frames/s)", len(gt_frames), len(gt_frames) / (now - start))
+        dets = detect_batch(model, images, image_size, pad_to=batch_size)
+        num = meta["num_boxes"].numpy()
+        for i, det in enumerate(dets[:None if max_frames is None else max_frames - len(gt_frames)]):
+            image_id = len(gt_frames) + 1
+            n = int(num[i])
+            common = {
+                "image_id": image_id,
+                "source_id": meta["source_id"][i].numpy().decode(errors="replace"),
+                "height": int(meta["height"][i]),
+                "width": int(meta["width"][i]),
+            }
+            gt_frames.append({**common, "path": meta["path"][i].numpy().decode(),
+                              "boxes": meta["boxes"][i, :n].numpy().astype(np.float32),
+                              "labels": meta["labels"][i, :n].numpy().astype(np.int32)})
+            det_frames.append({**common, **det})
+        now = time.perf_counter()
+        if now - last >= progress_every_s:
+            last = now
+            log.info("predicted %d frames (%.1f frames/s)", len(gt_frames), len(gt_frames) / (now - start))
     elapsed = time.perf_counter() - start
     log.info("predicted %d frames from %d file(s) in %.1fs", len(gt_frames), len(paths), elapsed)
     return gt_frames, det_frames

@@ -25,6 +25,7 @@ import numpy as np
 
 from urban_detection.detection.bootstrap import (
     coco_draw_metrics,
+    only_trips,
     ranked_matches,
     trip_draws,
     trip_index,
@@ -57,8 +58,11 @@ def bootstrap_split(ev: Any, gt_frames: Sequence[Mapping[str, Any]], det_frames:
     frame_trips = np.array([trip_of_image[int(f["image_id"])] for f in gt_frames], dtype=np.int64)
     waymo = waymo_trip_counts(gt_frames, det_frames, frame_trips, n, matcher=matcher)
 
-    def metrics(weights: np.ndarray) -> dict[str, np.ndarray]:
-        return {**coco_draw_metrics(ev, ranked, weights, dict(LABEL_MAP)), **waymo_draw_metrics(waymo, weights)}
+    def metrics(weights: np.ndarray, members: list[int] | None = None) -> dict[str, np.ndarray]:
+        """Every row's metrics; ``members``: only those trips have weight (their matches alone are ranked)."""
+        coco = coco_draw_metrics(ev, ranked, weights, dict(LABEL_MAP)) if members is None else \
+            coco_draw_metrics(ev, only_trips(ranked, members), weights[:, members], dict(LABEL_MAP))
+        return {**coco, **waymo_draw_metrics(waymo, weights)}
 
     if n < MIN_TRIPS:
         log.warning("bootstrap over %d trip(s): the intervals are rough (the trip is the unit of independence)", n)
@@ -75,9 +79,9 @@ def bootstrap_split(ev: Any, gt_frames: Sequence[Mapping[str, Any]], det_frames:
         weights[:, idx] = trip_draws(len(idx), int(draws), int(seed))
         once = np.zeros((1, n), dtype=np.int64)
         once[0, idx] = 1
-        slice_values = metrics(weights)
+        slice_values = metrics(weights, idx)
         out_slices[name] = {"trips": [trips[i] for i in idx],
-                            "metrics": {k: float(v[0]) for k, v in metrics(once).items()},
+                            "metrics": {k: float(v[0]) for k, v in metrics(once, idx).items()},
                             "values": slice_values, "intervals": intervals(slice_values, level)}
     return {"trips": trips, "draws": int(draws), "seed": int(seed), "level": float(level), "point": point,
             "values": values,
