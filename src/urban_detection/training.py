@@ -19,7 +19,7 @@ import tensorflow as tf
 from urban_detection.detection import augment, checkpoint_eval, data, model as detmodel, pretrained, train as dettrain
 from urban_detection.detection.best_checkpoint import CheckpointJudge
 from urban_detection.detection.distribute import is_chief, strategy_scope
-from urban_detection.detection.precision import configure_precision
+from urban_detection.detection.precision import configure_precision, resolve as resolve_precision
 from urban_detection.detection.checkpoints import TrainingRecord
 from urban_detection.detection.trained import TrainedDetector
 from urban_detection.tracking import CHECKPOINT_VAL, experiment_run, log_metrics
@@ -63,7 +63,8 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
     name, tcfg, mcfg = cfg["name"], cfg["train"], cfg["model"]
     resuming = tf.train.latest_checkpoint(str(checkpoint_dir)) is not None
     tf.keras.utils.set_random_seed(int(tcfg.get("seed", 0)))
-    mixed = tcfg.get("mixed_precision", False)  # true/"float16" (GPUs) or "bfloat16" (CPUs with AVX512-BF16 or AMX)
+    # true/"float16" (GPUs), "bfloat16" (CPUs with AVX512-BF16 or AMX) or "auto" (the one this machine computes)
+    mixed = resolve_precision(tcfg.get("mixed_precision", False))
     configure_precision(mixed)
     try:
         if not isinstance(strategy, tf.distribute.Strategy):
@@ -89,6 +90,8 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
         with experiment_run(name, cfg, provenance, run_id, parent_run_id) if chief else contextlib.nullcontext() as run:
             if chief and on_run is not None:
                 on_run(run.info.run_id)
+            if chief:  # what train.mixed_precision (possibly "auto") came to on this machine
+                mlflow.set_tag("dtype_policy", model.dtype_policy.name)
             if chief and parent is not None:
                 mlflow.set_tag("parent_model", f"{parent.name}@{parent.fingerprint[:12]} step {parent.step}")
             if chief and not resuming and getattr(model, "init_report", None):

@@ -193,7 +193,7 @@ def test_values_of_the_wrong_type_are_errors(settings, message):
         resolve_experiments(params)
 
 
-@pytest.mark.parametrize("mixed", [True, False, "float16", "bfloat16"])
+@pytest.mark.parametrize("mixed", [True, False, "float16", "bfloat16", "auto"])
 def test_mixed_precision_takes_true_false_or_a_compute_type(mixed):
     params = {**train_params(), "experiments": ["fast_cpu"], "settings": {"train": {"mixed_precision": mixed}}}
     assert resolve_experiments(params)["fast_cpu"]["train"]["mixed_precision"] == mixed

@@ -76,7 +76,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "shuffle_buffer": Leaf(int),
         "seed": Leaf(int),
         "cache": Leaf(bool),
-        "mixed_precision": Leaf(bool, str, choices=("float16", "bfloat16")),  # true = float16 (GPUs)
+        "mixed_precision": Leaf(bool, str, choices=("float16", "bfloat16", "auto")),  # true = float16 (GPUs)
         "jit_compile": Leaf(bool),
         "strategy": Leaf(str, choices=STRATEGIES),
         "log_keras_model": Leaf(bool),

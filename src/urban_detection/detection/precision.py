@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import keras
 
@@ -10,12 +11,38 @@ POLICIES = {False: "float32", None: "float32", "float32": "float32", True: "mixe
             "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
 
 
-def policy_name(mixed: bool | str | None) -> str:
-    """The Keras policy name of a ``mixed_precision`` setting."""
+def cpu_computes_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bfloat16 arithmetic (the ``avx512_bf16`` or ``amx_bf16`` flag of Linux's
+    ``/proc/cpuinfo``); False where that file cannot be read."""
     try:
-        return POLICIES[mixed]
+        flags = Path(cpuinfo).read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve(mixed: bool | str | None, gpus: int | None = None, cpu_bfloat16: bool | None = None) -> bool | str:
+    """A ``mixed_precision`` setting with ``"auto"`` decided for this machine: ``"float16"`` with a GPU,
+    ``"bfloat16"`` on a CPU with bfloat16 arithmetic (:func:`cpu_computes_bfloat16`), else ``False``
+    (float32). Other settings are returned as they are."""
+    if mixed != "auto":
+        return mixed
+    if gpus is None:
+        import tensorflow as tf
+
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus:
+        return "float16"
+    return "bfloat16" if (cpu_computes_bfloat16() if cpu_bfloat16 is None else cpu_bfloat16) else False
+
+
+def policy_name(mixed: bool | str | None) -> str:
+    """The Keras policy name of a ``mixed_precision`` setting (``"auto"``: see :func:`resolve`)."""
+    try:
+        return POLICIES[resolve(mixed)]
     except (KeyError, TypeError):
-        raise ValueError(f"mixed precision must be true/false, 'float16' or 'bfloat16', got {mixed!r}") from None
+        raise ValueError(f"mixed precision must be true/false, 'float16', 'bfloat16' or 'auto', got {mixed!r}"
+                         ) from None
 
 
 def configure_precision(mixed: bool | str) -> str:
@@ -24,7 +51,7 @@ def configure_precision(mixed: bool | str) -> str:
     ``True``/``"float16"``: ``mixed_float16`` (GPUs; the optimizer gets loss
     scaling), ``"bfloat16"``: ``mixed_bfloat16`` (CPUs with AVX512-BF16/AMX and
     TPUs, about 1.5-2x faster than float32 on this project's CPU),
-    ``False``: ``float32``. Call it *before* building the model and restore the
+    ``False``: ``float32``, ``"auto"``: the fastest of these this machine computes (:func:`resolve`). Call it *before* building the model and restore the
     returned policy after (or use :func:`precision`).
     """
     previous = keras.mixed_precision.global_policy().name

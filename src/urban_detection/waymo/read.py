@@ -24,6 +24,7 @@ import tensorflow as tf
 from PIL import Image
 
 from urban_detection.waymo.example import CLASS_IDS, FEATURE_SPEC, LABEL_MAP, decode_example
+from urban_detection.waymo.records import RecordReadError, iter_records
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,22 @@ BOX_COLUMNS = [
     "label", "class", "ymin", "xmin", "ymax", "xmax",
 ]
 _COORDS = ("ymin", "xmin", "ymax", "xmax")
-_READ_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError, OSError)
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError, OSError,
+                RecordReadError)
+
+
+def _record_batches(file: Path, size: int) -> Iterator[list[bytes]]:
+    """The file's records in lists of at most ``size``, read by TensorFlow's C++ record reader (no tf.data
+    pipeline built per file: that costs tens of milliseconds a file). Raises :class:`RecordReadError`
+    where the file breaks."""
+    batch: list[bytes] = []
+    for _, record in iter_records(file):
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -254,8 +270,8 @@ def read_boxes_table(
         file_parts: list[pd.DataFrame] = []
         file_report: dict = {}
         try:  # fast path: batches parsed by TensorFlow, the image bytes never reach Python
-            for batch in tf.data.TFRecordDataset(str(file)).batch(batch_size):
-                parsed = tf.io.parse_example(batch, BOX_SPEC)
+            for batch in _record_batches(file, batch_size):
+                parsed = tf.io.parse_example(tf.constant(batch), BOX_SPEC)
                 rows = _rows_from_parsed(parsed, path, file_frames, file_report)
                 if rows is not None:
                     file_parts.append(rows)
@@ -298,17 +314,15 @@ def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
 _SOURCE_ID_SPEC = {"image/source_id": FEATURE_SPEC["image/source_id"]}
 
 
-def _matching_records(file: Path, sids: set[str]) -> Iterator[tuple[int, bytes]]:
-    """(record index, bytes) of the records whose source id is in ``sids``, filtered inside tf.data."""
-    wanted = tf.constant(sorted(sids))
-    dataset = (
-        tf.data.TFRecordDataset(str(file))
-        .enumerate()
-        .filter(lambda i, s: tf.reduce_any(
-            tf.equal(tf.io.parse_single_example(s, _SOURCE_ID_SPEC)["image/source_id"], wanted)))
-    )
-    for i, s in dataset:
-        yield int(i), s.numpy()
+def _matching_records(file: Path, sids: set[str], batch_size: int = 256) -> Iterator[tuple[int, bytes]]:
+    """(record index, bytes) of the records whose source id is in ``sids`` (only the ids are parsed)."""
+    first = 0
+    for batch in _record_batches(file, batch_size):
+        ids = tf.io.parse_example(tf.constant(batch), _SOURCE_ID_SPEC)["image/source_id"].numpy()
+        for j, sid in enumerate(ids):
+            if sid.decode(errors="replace") in sids:
+                yield first + j, batch[j]
+        first += len(batch)
 
 
 def _matching_records_robustly(file: Path, path: str, sids: set[str], report: dict | None):
@@ -333,7 +347,7 @@ def read_frames(
     """Decode the frames ``wanted`` as ``(trip TFRecord path, image/source_id)`` pairs.
 
     Returns :class:`Frame` objects in the order first asked (once each); frames not found are logged and
-    left out. Each file is read once, the records are picked by source id inside tf.data,
+    left out. Each file is read once, the records are picked by their parsed source ids,
     and only those have their image decoded (``jpeg_ratio`` downscales JPEGs while
     decoding, ``max_side`` resizes afterwards). A file with a bad record is read again
     record by record, keeping every good one.
