@@ -150,6 +150,12 @@ def test_catalog_loads_the_trained_detector_and_the_trips(tiny_project: Path):
         trips = catalog.load("trips")
     assert trips.names and len(trips) == 24 and all(Path(p).is_file() for p in trips.paths())
     assert detector.name == "fast_cpu" and detector.summary["last_step"] == 4
+    from urban_detection.detection.precision import policy_name
+
+    # the default experiment's "auto" precision: what this machine computes, said on the model and its run
+    assert detector.config["train"]["mixed_precision"] == "auto"
+    assert detector.summary["dtype_policy"] == policy_name("auto")
+    assert client_for(tiny_project).get_run(detector.run_id).data.tags["dtype_policy"] == policy_name("auto")
     images = np.zeros((1, detector.image_size, detector.image_size, 3), np.float32)
     out = detector.model.predict_on_batch(images)
     assert set(out) >= {"boxes", "confidence", "labels"}
