@@ -69,15 +69,23 @@ def compile_detector(model, optimizer, *, focal_alpha=0.25, focal_gamma=2.0, smo
     )
 
 
-def detection_losses(model, images, targets, outputs):
+def detection_losses(model, images, targets, outputs, trim_padding: bool = True):
     """``(classification, localization)`` losses of one batch, each normalised by the positive anchors.
 
     ``targets`` are the padded ``{"boxes", "labels"}`` of :mod:`.data`;
     ``outputs`` the raw ``{"bbox_regression", "cls_logits"}`` of ``model``. Uses
-    the losses given to :func:`compile_detector`.
+    the losses given to :func:`compile_detector`. ``trim_padding`` cuts the padding after the
+    batch's last real box before the anchors are matched: the same targets, at a cost that follows
+    the boxes present rather than ``max_boxes`` (3x cheaper matching at 100 slots and about 20 boxes
+    a frame). The cut is data-dependent, so XLA (``jit_compile``), which needs static shapes, keeps it off,
+    and so does a batch of one frame (KerasHub's matcher then needs a static number of boxes).
     """
     boxes = tf.cast(targets["boxes"], tf.float32)
     labels = tf.cast(targets["labels"], tf.float32)
+    if trim_padding and labels.shape[0] != 1:
+        slots = tf.range(1, tf.shape(labels)[1] + 1)[None, :]
+        used = tf.reduce_max(tf.where(labels >= 0, slots, tf.zeros_like(slots)))
+        boxes, labels = boxes[:, :used], labels[:, :used]
     # KerasHub's force-matching (BoxMatcher.force_match_for_each_col) matches anchor 0 to a phantom
     # extra column, which is out of range unless the batch has at least one padding box: add one.
     boxes = tf.pad(boxes, [[0, 0], [0, 1], [0, 0]], constant_values=-1.0)
@@ -116,7 +124,7 @@ def evaluate_losses(model, dataset, max_batches: int | None = None, jit_compile:
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
         def step(images, targets):
             outputs = model(images, training=False)
-            return detection_losses(model, images, targets, outputs)
+            return detection_losses(model, images, targets, outputs, trim_padding=not jit_compile)
 
         steps[key] = step
     totals = np.zeros(2)

@@ -217,7 +217,7 @@ def _train_step(model, optimizer, strategy, jit_compile: bool, average: WeightAv
     def replica_step(images, targets):
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
-            cls, box = detection_losses(model, images, targets, outputs)
+            cls, box = detection_losses(model, images, targets, outputs, trim_padding=not jit_compile)
             reg = regularization_loss(model)
             total = cls + box + reg
             scaled = optimizer.scale_loss(total / replicas)
