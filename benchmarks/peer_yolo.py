@@ -383,12 +383,30 @@ def reuse_project_model(project_dir: Path, cfg: dict):
 def _train_for_steps(cfg: dict, train_paths: list[str], val_paths: list[str], steps: int, work_dir: Path):
     import tensorflow as tf
 
-    from urban_detection.detection import augment, data, model as detmodel, train as dettrain
+    from urban_detection.detection import model as detmodel
+    from urban_detection.detection.precision import precision, resolve
 
     tcfg, mcfg = cfg["train"], cfg["model"]
     tf.keras.utils.set_random_seed(int(tcfg.get("seed", 0)))
-    model = detmodel.build_detector(mcfg["arch"], image_size=mcfg["image_size"], weights=mcfg.get("weights"),
-                                    **(mcfg.get("overrides") or {}))
+    mixed = resolve(tcfg.get("mixed_precision", False))  # as the train pipeline: "auto" decided here
+
+    def build():
+        return detmodel.build_detector(mcfg["arch"], image_size=mcfg["image_size"], weights=mcfg.get("weights"),
+                                       **(mcfg.get("overrides") or {}))
+
+    with precision(mixed):  # built and trained under the experiment's policy, as the default run
+        model, result, seconds = _fit(build(), cfg, train_paths, val_paths, steps, work_dir, mixed)
+    if mixed:  # scored in float32, as the evaluate pipeline scores the stored model
+        scored = build()
+        scored.set_weights(model.get_weights())
+        model = scored
+    return model, result, seconds
+
+
+def _fit(model, cfg: dict, train_paths: list[str], val_paths: list[str], steps: int, work_dir: Path, mixed):
+    from urban_detection.detection import augment, data, train as dettrain
+
+    tcfg, mcfg = cfg["train"], cfg["model"]
     train_ds = data.make_dataset(train_paths, mcfg["image_size"], tcfg["batch_size"], training=True,
                                  augment_fn=augment.build_augmenter(cfg.get("augmentations")),
                                  shuffle_buffer=tcfg.get("shuffle_buffer", 256), seed=int(tcfg.get("seed", 0)),
@@ -398,7 +416,7 @@ def _train_for_steps(cfg: dict, train_paths: list[str], val_paths: list[str], st
     result = dettrain.train(model, train_ds, val_ds, steps=steps, checkpoint_dir=work_dir,
                             checkpoint_every=min(int(tcfg["checkpoint_every"]), steps),
                             log_every=min(int(tcfg.get("log_every", 10)), steps), optimizer=cfg["optimizer"],
-                            val_steps=tcfg.get("val_batches"), resume=False)
+                            val_steps=tcfg.get("val_batches"), resume=False, mixed_precision=mixed)
     return model, result, time.perf_counter() - start
 
 
