@@ -219,7 +219,8 @@ def make_inference_dataset(tfrecord_paths, image_size: int, batch_size: int, max
         {"path": [], "source_id": [], "height": [], "width": [], "num_boxes": [],
          "boxes": [max_boxes, 4] if max_boxes else [None, 4], "labels": [max_boxes] if max_boxes else [None]},
     )
-    pad_values = (0.0, {"path": "", "source_id": "", "height": 0, "width": 0, "num_boxes": 0, "boxes": -1.0, "labels": -1})
+    pad_values = (0.0, {"path": "", "source_id": "", "height": 0, "width": 0, "num_boxes": 0, "boxes": -1.0,
+                        "labels": -1})
     if max_boxes:
         ds = ds.map(lambda im, m: (im, {**m, "boxes": m["boxes"][:max_boxes], "labels": m["labels"][:max_boxes],
                                         "num_boxes": tf.minimum(m["num_boxes"], max_boxes)}))

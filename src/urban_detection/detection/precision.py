@@ -50,8 +50,9 @@ def configure_precision(mixed: bool | str) -> str:
 
     ``True``/``"float16"``: ``mixed_float16`` (GPUs; the optimizer gets loss
     scaling), ``"bfloat16"``: ``mixed_bfloat16`` (CPUs with AVX512-BF16/AMX and
-    TPUs, about 1.5-2x faster than float32 on this project's CPU),
-    ``False``: ``float32``, ``"auto"``: the fastest of these this machine computes (:func:`resolve`). Call it *before* building the model and restore the
+    TPUs; the training step ran 1.29x float32 on an AVX512-BF16 EPYC),
+    ``False``: ``float32``, ``"auto"``: the fastest of these this machine computes
+    (:func:`resolve`). Call it *before* building the model and restore the
     returned policy after (or use :func:`precision`).
     """
     previous = keras.mixed_precision.global_policy().name
