@@ -75,13 +75,13 @@ def bootstrap_split(ev: Any, gt_frames: Sequence[Mapping[str, Any]], det_frames:
         idx = sorted(position[t] for t in set(members) if t in position)
         if not idx:
             continue
-        weights = np.zeros((int(draws), n), dtype=np.int64)
-        weights[:, idx] = trip_draws(len(idx), int(draws), int(seed))
-        once = np.zeros((1, n), dtype=np.int64)
-        once[0, idx] = 1
-        slice_values = metrics(weights, idx)
+        weights = np.zeros((1 + int(draws), n), dtype=np.int64)  # row 0: the slice's trips once each
+        weights[0, idx] = 1
+        weights[1:, idx] = trip_draws(len(idx), int(draws), int(seed))
+        rows = metrics(weights, idx)  # one ranking of the slice's matches serves both
+        slice_values = {k: v[1:] for k, v in rows.items()}
         out_slices[name] = {"trips": [trips[i] for i in idx],
-                            "metrics": {k: float(v[0]) for k, v in metrics(once, idx).items()},
+                            "metrics": {k: float(v[0]) for k, v in rows.items()},
                             "values": slice_values, "intervals": intervals(slice_values, level)}
     return {"trips": trips, "draws": int(draws), "seed": int(seed), "level": float(level), "point": point,
             "values": values,
