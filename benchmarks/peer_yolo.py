@@ -405,6 +405,7 @@ def _train_for_steps(cfg: dict, train_paths: list[str], val_paths: list[str], st
 
 def _fit(model, cfg: dict, train_paths: list[str], val_paths: list[str], steps: int, work_dir: Path, mixed):
     from urban_detection.detection import augment, data, train as dettrain
+    from urban_detection.training import recipe_kwargs
 
     tcfg, mcfg = cfg["train"], cfg["model"]
     train_ds = data.make_dataset(train_paths, mcfg["image_size"], tcfg["batch_size"], training=True,
@@ -416,7 +417,8 @@ def _fit(model, cfg: dict, train_paths: list[str], val_paths: list[str], steps: 
     result = dettrain.train(model, train_ds, val_ds, steps=steps, checkpoint_dir=work_dir,
                             checkpoint_every=min(int(tcfg["checkpoint_every"]), steps),
                             log_every=min(int(tcfg.get("log_every", 10)), steps), optimizer=cfg["optimizer"],
-                            val_steps=tcfg.get("val_batches"), resume=False, mixed_precision=mixed)
+                            val_steps=tcfg.get("val_batches"), resume=False, mixed_precision=mixed,
+                            **recipe_kwargs(tcfg))  # focal loss and weight average, as the train pipeline
     return model, result, time.perf_counter() - start
 
 

@@ -41,6 +41,14 @@ def preview_figure(cfg: dict, train_paths: list[str], n: int = 8, seed: int = 0)
     return fig
 
 
+RECIPE_KEYS = ("focal_alpha", "focal_gamma", "smooth_l1_beta", "ema_decay", "ema_ramp_steps")
+
+
+def recipe_kwargs(tcfg: dict) -> dict:
+    """The loss and weight-average settings of a config's ``train`` section that the training loop takes."""
+    return {k: tcfg[k] for k in RECIPE_KEYS if k in tcfg}
+
+
 def _build(cfg: dict, weights: str | None = None):
     """The config's detector (in the current distribution scope), with ``weights`` or random ones."""
     mcfg = cfg["model"]
@@ -128,8 +136,7 @@ def run_experiment(cfg: dict, *, train_paths: list[str], val_paths: list[str], c
                 mixed_precision=mixed,
                 jit_compile=bool(tcfg.get("jit_compile", False)), strategy=strategy,
                 optimizer=cfg["optimizer"], val_steps=tcfg.get("val_batches"),
-                **{k: tcfg[k] for k in ("focal_alpha", "focal_gamma", "smooth_l1_beta", "ema_decay", "ema_ramp_steps")
-                   if k in tcfg},
+                **recipe_kwargs(tcfg),
             )
             trained_now = result.step > result.start_step
             step = int(result.step)
