@@ -35,11 +35,11 @@ Three architectures are provided:
     Measured on the project's 2-core AMD EPYC (batch 8, train step only):
     43 img/s at 256 px, 28 img/s at 320 px in float32 (53 / 33 img/s with
     ``mixed_bfloat16``); a full run with the input pipeline and augmentation
-    makes ~22 img/s at 320 px. Recipe that reached COCO AP50 0.69-0.71 (mAP
-    0.36-0.40) on held-out synthetic trips in 600 steps (~4 min): ~1000 frames
-    from ~50 trips, Adam with cosine decay from 1e-3 (30 warm-up steps from
-    1e-4), ``global_clipnorm`` 10, flip + brightness + contrast augmentation.
-    From scratch, momentum SGD at 0.02 diverged (box loss blew up at step ~75).
+    makes ~22 img/s at 320 px. Its training recipe is the ``fast_cpu``
+    experiment's (``conf/base/parameters_train.yml``), which also sets
+    ``head_norm``, ``positive_threshold`` and ``negative_threshold`` here
+    through ``model.overrides``. From scratch, momentum SGD at 0.02 diverged
+    (box loss blew up at step ~75).
 
 The networks are built by :func:`~.build.build_detector`.
 """
