@@ -46,8 +46,8 @@ def measure(ds, steps, image_size, tmp, tag, on_log=None, mixed=False, warm=5):
     t0 = time.perf_counter()
     res = dettrain.train(model, ds, None, steps=warm + steps, checkpoint_dir=tmp / tag, checkpoint_every=10_000,
                          log_every=10, on_log=on_log, mixed_precision=mixed)
-    tf.keras.mixed_precision.set_global_policy(previous)
     wall = time.perf_counter() - t0
+    tf.keras.mixed_precision.set_global_policy(previous)
     return res.images_per_sec, wall
 
 
