@@ -160,7 +160,7 @@ def _tiny_config() -> dict:
     train["experiments"] = ["fast_cpu"]
     train["settings"] = {
         "model": {"image_size": SIZE, "overrides": {"encoder": {"stackwise_num_filters": [64, 16, 16, 16]},
-                                                    "fpn_filters": 16, "head_filters": 16, "head_convs": 1}},
+                                                    "fpn_filters": 16, "head_filters": 32, "head_convs": 1}},
         "optimizer": {"schedule": {"warmup_steps": 1}},
         "train": {"steps": MW_STEPS, "batch_size": 2, "checkpoint_every": MW_EVERY, "log_every": 1,
                   "val_batches": 1, "val_coco_frames": 8, "shuffle_buffer": 8}}

@@ -212,6 +212,20 @@ def test_optional_train_keys_and_model_overrides_are_accepted():
     assert cfg["model"]["overrides"]["fpn_batch_norm"] is False
 
 
+def test_group_norm_heads_of_a_width_32_does_not_divide_are_a_config_error():
+    # fast_cpu normalises its heads (GroupNorm, 32 groups): a laptop-sized width of 16 fails before training,
+    # naming the key and a width that works; without head_norm the same width is fine
+    params = {**train_params(), "experiments": ["fast_cpu"],
+              "settings": {"model": {"overrides": {"head_filters": 16}}}}
+    with pytest.raises(ConfigError, match=r"experiment 'fast_cpu': model.overrides: head_norm needs head_filters to "
+                                          r"be a multiple of 32 .* got 16: set model.overrides.head_filters to 32"):
+        resolve_experiments(params)
+    params["settings"]["model"]["overrides"]["head_norm"] = False
+    assert resolve_experiments(params)["fast_cpu"]["model"]["overrides"]["head_filters"] == 16
+    params["settings"]["model"]["overrides"].update(head_norm=True, head_filters=32)
+    assert resolve_experiments(params)["fast_cpu"]["model"]["overrides"]["head_filters"] == 32
+
+
 @pytest.mark.parametrize("ema, message", [({"ema_decay": 1.5}, r"train.ema_decay must be a number in \(0, 1\)"),
                                           ({"ema_decay": 0.9, "ema_ramp_steps": -5}, "train.ema_ramp_steps")])
 def test_a_bad_weight_average_is_a_config_error(ema, message):

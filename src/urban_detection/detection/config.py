@@ -309,6 +309,12 @@ def validate_config(cfg: Mapping, catalog: Mapping | None = None,
     model, train = cfg["model"], cfg["train"]
     if model.get("arch") not in KNOWN_ARCHS:
         fail(f"unknown model.arch {model.get('arch')!r} (known: {', '.join(KNOWN_ARCHS)})")
+    try:  # overrides the network cannot take (GroupNorm heads of a width 32 does not divide)
+        from .model.archs import arch_config
+
+        arch_config(model["arch"], **(model.get("overrides") or {}))
+    except ValueError as exc:
+        fail(f"model.overrides: {exc}")
     size = model.get("image_size")
     if not isinstance(size, int) or size < 64 or size % 32:
         fail(f"model.image_size must be an int >= 64 and a multiple of 32, got {size!r}")

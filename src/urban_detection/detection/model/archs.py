@@ -142,8 +142,12 @@ ARCHS: dict[str, dict[str, Any]] = {
 ARCHS["retinanet_small"] = ARCHS["retinanet_resnet18_fpn_small"]  # short alias
 
 
+HEAD_NORM_GROUPS = 32  # KerasHub's prediction heads normalise with GroupNormalization(groups=32)
+
+
 def arch_config(arch: str, **overrides) -> dict[str, Any]:
-    """The resolved configuration of ``arch`` with ``overrides`` applied (unknown keys raise)."""
+    """The resolved configuration of ``arch`` with ``overrides`` applied (unknown keys and a width the
+    heads' GroupNorm cannot split, ``head_norm`` with ``head_filters`` not a multiple of 32, raise)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown detector arch {arch!r}; choose one of {sorted(ARCHS)}")
     cfg = copy.deepcopy(ARCHS[arch])
@@ -155,4 +159,9 @@ def arch_config(arch: str, **overrides) -> dict[str, Any]:
             cfg["encoder"].update(value)
         else:
             cfg[key] = value
+    if cfg["head_norm"] and int(cfg["head_filters"]) % HEAD_NORM_GROUPS:
+        raise ValueError(f"head_norm needs head_filters to be a multiple of {HEAD_NORM_GROUPS} (the heads' "
+                         f"GroupNorm groups), got {cfg['head_filters']}: set model.overrides.head_filters to "
+                         f"{max(HEAD_NORM_GROUPS, int(cfg['head_filters']) // HEAD_NORM_GROUPS * HEAD_NORM_GROUPS)} "
+                         f"or head_norm to false")
     return cfg
