@@ -168,7 +168,8 @@ def _labels(id_map: np.ndarray, labelled: list) -> tuple[list, list, list]:
     """Boxes, types and ids of the agents visible enough (not hidden behind nearer objects)."""
     boxes, types, ids = [], [], []
     for k, (obj, (bx0, by0, bx1, by1), total) in enumerate(labelled, start=1):
-        # an agent's pixels lie inside its box: counting there is a bincount of the whole map, 10x cheaper
+        # an agent's pixels lie inside its box: counting them there gives what a bincount of the whole map
+        # gives, at a tenth of the cost
         visible = np.count_nonzero(id_map[by0:by1, bx0:bx1] == k)
         if visible < max(12, 0.15 * total):
             continue  # hidden behind nearer objects: no label
