@@ -23,7 +23,7 @@ import mlflow
 import tensorflow as tf
 
 from urban_detection.detection import augment, data, model as detmodel, train as dettrain
-from urban_detection.detection.precision import configure_precision, resolve
+from urban_detection.detection.precision import precision, resolve
 from urban_detection.tracking import log_metrics
 from urban_detection.waymo.ingest import ingest_files
 from urban_detection.waymo.synthetic import write_synthetic_trips
@@ -39,15 +39,14 @@ OPT = {"type": "momentum", "momentum": 0.9,
 
 def measure(ds, steps, image_size, tmp, tag, on_log=None, mixed=False, warm=5):
     tf.keras.utils.set_random_seed(0)
-    previous = configure_precision(mixed)
-    model = detmodel.build_detector("retinanet_resnet18_fpn_small", image_size=image_size)
-    dettrain.train(model, ds, None, steps=warm, checkpoint_dir=tmp / tag, checkpoint_every=10_000, log_every=warm,
-                   optimizer=OPT, mixed_precision=mixed)  # traces the step function (and fills a cache)
-    t0 = time.perf_counter()
-    res = dettrain.train(model, ds, None, steps=warm + steps, checkpoint_dir=tmp / tag, checkpoint_every=10_000,
-                         log_every=10, on_log=on_log, mixed_precision=mixed)
-    wall = time.perf_counter() - t0
-    tf.keras.mixed_precision.set_global_policy(previous)
+    with precision(mixed):  # the model built and trained under the policy, the previous one restored
+        model = detmodel.build_detector("retinanet_resnet18_fpn_small", image_size=image_size)
+        dettrain.train(model, ds, None, steps=warm, checkpoint_dir=tmp / tag, checkpoint_every=10_000,
+                       log_every=warm, optimizer=OPT, mixed_precision=mixed)  # traces the step (and fills a cache)
+        t0 = time.perf_counter()
+        res = dettrain.train(model, ds, None, steps=warm + steps, checkpoint_dir=tmp / tag, checkpoint_every=10_000,
+                             log_every=10, on_log=on_log, mixed_precision=mixed)
+        wall = time.perf_counter() - t0
     return res.images_per_sec, wall
 
 
