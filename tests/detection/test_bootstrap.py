@@ -1,8 +1,13 @@
 """detection/bootstrap.py: every trip draw's COCO numbers equal pycocotools on the drawn (repeated) frames."""
+import contextlib
+import copy
+import io
 import math
 
 import numpy as np
 import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from urban_detection.detection.bootstrap import (
     AP50,
@@ -15,6 +20,7 @@ from urban_detection.detection.bootstrap import (
     trip_index,
 )
 from urban_detection.detection.coco import (
+    SUMMARY_METRICS,
     PER_CLASS_AP,
     PER_CLASS_AP50,
     coco_eval,
@@ -74,11 +80,25 @@ def repeated(gt_frames, det_frames, counts, trip_of_image):
 
 
 def pycocotools_metrics(gt_frames, det_frames):
-    """pycocotools' summary numbers, and AP50 per size from its accumulated precision."""
+    """pycocotools' own summary numbers (its ``COCOeval``, not the project's scorer) under the project's names,
+    per-class AP, and AP50 per size from its accumulated precision."""
     gt = to_coco_ground_truth(gt_frames)
     dets = to_coco_detections(det_frames, gt)
-    metrics = coco_metrics(gt, dets)
-    precision = coco_eval(gt, dets).eval["precision"]  # [T, R, K, A, M]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(dets)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    metrics = {name: float("nan") if v < 0 else float(v) for name, v in zip(SUMMARY_METRICS, ev.stats)}
+    precision = ev.eval["precision"]  # [T, R, K, A, M]
+    for k, cat in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        metrics[PER_CLASS_AP.format(LABEL_MAP[cat])] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+        metrics[PER_CLASS_AP50.format(LABEL_MAP[cat])] = float(p[0][p[0] > -1].mean()) if (p[0] > -1).any() \
+            else float("nan")
     for a, size in enumerate(("small", "medium", "large"), start=1):
         p = precision[0, :, :, a, -1]
         metrics[sized(AP50, size)] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
@@ -153,8 +173,8 @@ def test_a_slices_own_matches_give_the_draws_of_the_whole_split_with_the_others_
     assert set(own) == set(whole)
     for key in whole:
         np.testing.assert_array_equal(own[key], whole[key], err_msg=key)
-    kept = alone[(1, "all")].per_threshold[0].true_positives.shape[1]
-    assert 0 < kept < ranked[(1, "all")].per_threshold[0].true_positives.shape[1]  # fewer ranks to scan
+    kept = alone[(1, "all")].per_threshold[0].trips.size
+    assert 0 < kept < ranked[(1, "all")].per_threshold[0].trips.size  # fewer ranks to scan
 
 
 def test_trip_draws_are_fixed_by_the_seed_and_resample_trips():
@@ -174,7 +194,6 @@ def test_split_bootstrap_slices_and_trips_equal_pycocotools_on_their_own_frames(
     gt_frames, det_frames = random_split(4, trips=6, frames=3)
     gt = to_coco_ground_truth(gt_frames)
     ev = coco_eval(gt, to_coco_detections(det_frames, gt))
-    ev.accumulate()
     slices = {"odd": ["trip1", "trip3", "trip5"], "none": ["trip9"]}
     boot = bootstrap_split(ev, gt_frames, det_frames, draws=50, seed=1, slices=slices)
     assert boot["trips"] == [f"trip{i}" for i in range(6)] and set(boot["slices"]) == {"odd"}  # empty slice dropped
@@ -192,3 +211,19 @@ def test_split_bootstrap_slices_and_trips_equal_pycocotools_on_their_own_frames(
     ci = boot["slices"]["odd"]["intervals"][AP50]
     assert ci["low"] <= boot["slices"]["odd"]["metrics"][AP50] <= ci["high"]
     assert len(boot["values"][AP50]) == 50
+
+
+def test_draws_in_small_chunks_equal_draws_in_one():
+    """Few cells per chunk (a split with many true positives) gives the same numbers, a few draws at a time."""
+    gt_frames, det_frames = random_split(6, trips=6, frames=4)
+    trips, trip_of_image = trip_index(gt_frames, lambda f: f["path"])
+    gt = to_coco_ground_truth(gt_frames)
+    ev = coco_eval(gt, to_coco_detections(det_frames, gt))
+    ranked = ranked_matches(ev, trip_of_image, len(trips))
+    weights = trip_draws(len(trips), 30, seed=4)
+    names = {i: LABEL_MAP[i] for i in LABEL_MAP}
+    whole = coco_draw_metrics(ev, ranked, weights, names)
+    pieces = coco_draw_metrics(ev, ranked, weights, names, cells=10)
+    assert set(pieces) == set(whole)
+    for key in whole:
+        np.testing.assert_array_equal(pieces[key], whole[key], err_msg=key)

@@ -65,7 +65,7 @@ def test_metrics_match_plain_pycocotools_on_the_written_json(tiny_data, tiny_tra
     gt, det = predict_split(tiny_trained["model"], [tiny_data["paths"]["trip_test"]], IMAGE_SIZE, 4)
     result = evaluate_detections(gt, det)
     (tmp_path / "gt.json").write_text(json.dumps(result["ground_truth"]))
-    (tmp_path / "dt.json").write_text(json.dumps(result["detections"]))
+    (tmp_path / "dt.json").write_text(json.dumps(list(result["detections"])))
     stats, per_class = plain_pycocotools(tmp_path / "gt.json", tmp_path / "dt.json")
     metrics = result["metrics"]
     for name, value in zip(SUMMARY_METRICS, stats):

@@ -5,8 +5,8 @@ resamples a split's trips with replacement (a trip drawn twice counts twice) and
 metrics are those pycocotools would give on the drawn frames. They are not averages of
 per-trip APs: COCO pools every detection of the split before ranking by score.
 
-The cheap exact way: pycocotools' ``evaluate()`` matches each image once per class, area
-range and IoU threshold (``evalImgs``), and ``accumulate()`` only concatenates those
+The cheap exact way: COCO's evaluation (:mod:`.coco_match`, as pycocotools' ``evaluate()``) matches each
+image once per class, area range and IoU threshold, and ``accumulate()`` only concatenates those
 matches, sorts them by score and counts. A draw changes how often each trip's matches
 count, never the matches, so each draw is a weighted count over one global ranking:
 the trip's multiplicity is the weight of each of its detections and ground-truth boxes.
@@ -54,12 +54,13 @@ def trip_draws(n_trips: int, draws: int, seed: int) -> np.ndarray:
 
 
 class TripCounts(NamedTuple):
-    """One class, area range and IoU threshold of a split, ranked as ``accumulate()`` ranks detections:
-    at each true positive (in rank order), how many true and false positives each trip has
-    ranked so far. Every draw's counts there are these weighted by the trips' multiplicities."""
+    """One class, area range and IoU threshold of a split, ranked as ``accumulate()`` ranks detections: the trip
+    of each true positive (in rank order) and, per trip, the false positives ranked between the previous true
+    positive and this one (sparse: memory follows the detections, never trips x true positives). A draw's
+    cumulative counts at each true positive are these weighted by the trips' multiplicities and summed."""
 
-    true_positives: np.ndarray   # (n_trips, P) cumulative per trip, at the P true positives
-    false_positives: np.ndarray  # (n_trips, P)
+    trips: np.ndarray          # (P,) trip index of each true positive
+    false_positives: Any       # (P, n_trips) scipy.sparse CSR: false positives of each trip just before it
 
 
 class RankedMatches(NamedTuple):
@@ -70,58 +71,63 @@ class RankedMatches(NamedTuple):
 
 
 def _trip_counts(trip: np.ndarray, true_positive: np.ndarray, false_positive: np.ndarray, n_trips: int) -> TripCounts:
+    from scipy import sparse
+
     at = np.flatnonzero(true_positive)  # pycocotools' precision envelope peaks only at true positives
     fp_at = np.flatnonzero(false_positive)
-    tp = np.zeros((n_trips, at.size))
-    fp = np.zeros((n_trips, at.size))
-    for t in range(n_trips):  # memory (n_trips, P), never (n_trips, detections)
-        tp[t] = np.searchsorted(at[trip[at] == t], at, side="right")
-        fp[t] = np.searchsorted(fp_at[trip[fp_at] == t], at, side="right")
-    return TripCounts(tp, fp)
+    gap = np.searchsorted(at, fp_at)  # the true positive each false positive comes before (P: after the last)
+    before = gap < at.size  # false positives after the last true positive never count at one
+    counts = sparse.csr_matrix((np.ones(int(before.sum())), (gap[before], trip[fp_at[before]])),
+                               shape=(at.size, n_trips))  # duplicates are summed
+    counts.sum_duplicates()
+    return TripCounts(trip[at].astype(np.int64), counts)
 
 
 def ranked_matches(ev: Any, trip_of_image: Mapping[int, int], n_trips: int) -> dict[tuple[int, str], RankedMatches]:
-    """Per ``(category id, area label)``: the matches of an evaluated ``COCOeval`` (``evaluate()`` run),
+    """Per ``(category id, area label)``: the matches of an evaluated split (:class:`~.coco_match.CocoEvaluation`),
     ranked by descending score, ties in image order (stable, as pycocotools), counted per trip.
     ``trip_of_image`` maps every image id to a trip index."""
+    from urban_detection.detection.coco_match import FALSE_POSITIVE, TRUE_POSITIVE
+
     p = ev.params
-    n_img, n_area, max_det, n_t = len(p.imgIds), len(p.areaRng), p.maxDets[-1], len(p.iouThrs)
+    trip_of_position = np.array([trip_of_image[int(img)] for img in p.imgIds], dtype=np.int64)
     out = {}
-    for k, cat in enumerate(p.catIds):
+    for cat in p.catIds:
+        m = ev.matches[int(cat)]
+        kept = m.rank < p.maxDets[-1]
+        order = np.argsort(-m.score[kept], kind="mergesort")
+        trips = trip_of_position[m.image[kept][order]]
         for a, label in enumerate(p.areaRngLbl):
-            first = (k * n_area + a) * n_img
-            entries = [(trip_of_image[int(img)], e) for img, e in zip(p.imgIds, ev.evalImgs[first:first + n_img]) if e]
-            gt = np.zeros(n_trips, dtype=np.int64)
-            for trip, e in entries:
-                gt[trip] += int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
-            scores = np.concatenate([np.asarray(e["dtScores"][:max_det], float) for _, e in entries] or [np.zeros(0)])
-            order = np.argsort(-scores, kind="mergesort")
-            trips = np.concatenate([np.full(min(len(e["dtScores"]), max_det), t, np.int64) for t, e in entries]
-                                   or [np.zeros(0, np.int64)])[order]
-            matched = np.concatenate([e["dtMatches"][:, :max_det] for _, e in entries] or [np.zeros((n_t, 0))], axis=1)
-            ignored = np.concatenate([e["dtIgnore"][:, :max_det] for _, e in entries] or [np.zeros((n_t, 0))], axis=1)
-            matched, ignored = matched[:, order] != 0, ignored[:, order] != 0
-            per_t = [_trip_counts(trips, matched[t] & ~ignored[t], ~matched[t] & ~ignored[t], n_trips)
-                     for t in range(n_t)]
+            gt = np.bincount(trip_of_position, weights=m.ground_truth[:, a], minlength=n_trips).astype(np.int64)
+            status = m.status[kept][order, a, :]
+            per_t = [_trip_counts(trips, status[:, t] == TRUE_POSITIVE, status[:, t] == FALSE_POSITIVE, n_trips)
+                     for t in range(len(p.iouThrs))]
             out[(int(cat), label)] = RankedMatches(per_t, gt)
     return out
 
 
 def only_trips(ranked: Mapping[tuple[int, str], RankedMatches], trips: Sequence[int]
                ) -> dict[tuple[int, str], RankedMatches]:
-    """:func:`ranked_matches` of the given trip indices alone (rows in that order), for draws that weight
-    no other trip (a slice): only the ranks where one of these trips has a true positive are kept.
-    Every draw's metrics are exactly those of the whole split's matches with the other trips weighted 0
-    (between two kept ranks, the others only add false positives, which never raises the precision
+    """:func:`ranked_matches` of the given trip indices alone (renumbered in that order), for draws that weight
+    no other trip (a slice): only these trips' true positives are kept, and the false positives between two of
+    them are summed. Every draw's metrics are exactly those of the whole split's matches with the other trips
+    weighted 0 (between two kept ranks, the others only add false positives, which never raises the precision
     envelope), at a cost that follows the slice's size, not the split's."""
+    from scipy import sparse
+
     rows = np.asarray(trips, dtype=np.int64)
+    new_index = np.full(max([len(m.ground_truth) for m in ranked.values()] or [0]), -1, dtype=np.int64)
+    new_index[rows] = np.arange(rows.size)
     out = {}
     for key, m in ranked.items():
         per_t = []
         for c in m.per_threshold:
-            tp = c.true_positives[rows]
-            gained = np.diff(tp, axis=1, prepend=0.0).sum(axis=0) > 0
-            per_t.append(TripCounts(tp[:, gained], c.false_positives[rows][:, gained]))
+            kept = np.flatnonzero(new_index[c.trips] >= 0)
+            group = np.searchsorted(kept, np.arange(c.trips.size))  # each rank's gaps go to the next kept one
+            inside = group < kept.size
+            merge = sparse.csr_matrix((np.ones(int(inside.sum())), (group[inside], np.flatnonzero(inside))),
+                                      shape=(kept.size, c.trips.size))
+            per_t.append(TripCounts(new_index[c.trips[kept]], (merge @ c.false_positives[:, rows]).tocsr()))
         out[key] = RankedMatches(per_t, m.ground_truth[rows])
     return out
 
@@ -152,10 +158,11 @@ def _precision_recall(m: RankedMatches, weights: np.ndarray, rec_thrs: np.ndarra
     w = weights.astype(np.float64)
     rows = np.arange(n_draws)[:, None]
     for t, counts in enumerate(m.per_threshold):
-        n_pos = counts.true_positives.shape[1]
+        n_pos = counts.trips.size
         if n_pos == 0:
             continue
-        tp, fp = w @ counts.true_positives, w @ counts.false_positives  # (B, P): exact, integers in float64
+        tp = np.cumsum(w[:, counts.trips], axis=1)  # (B, P): exact, integers in float64
+        fp = np.cumsum(np.asarray(counts.false_positives @ w.T).T, axis=1)
         pr = tp / (fp + tp + _EPS)
         envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -175,15 +182,19 @@ def _mean_defined(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def coco_draw_metrics(ev: Any, ranked: Mapping[tuple[int, str], RankedMatches], weights: np.ndarray,
-                      class_names: Mapping[int, str], chunk: int = 250) -> dict[str, np.ndarray]:
+                      class_names: Mapping[int, str], chunk: int = 250, cells: int = 4_000_000
+                      ) -> dict[str, np.ndarray]:
     """Every draw's COCO numbers, NaN where undefined: mAP, AP50, AP75, AR@100, per-class AP and AP50,
     over all objects and per size (:func:`sized` names; ``COCO_DRAW_METRICS`` are among them).
 
-    ``ev`` is a ``COCOeval`` after ``evaluate()`` and ``ranked`` its :func:`ranked_matches`; ``weights``
+    ``ev`` is the split's :class:`~.coco_match.CocoEvaluation` and ``ranked`` its :func:`ranked_matches`; ``weights``
     the ``(draws, n_trips)`` multiplicities (:func:`trip_draws`; a row of ones gives pycocotools' own
     numbers, zeros leave trips out); ``class_names`` maps category ids to names. Draws are processed
-    ``chunk`` at a time to bound memory."""
+    ``chunk`` at a time, fewer when a class has many true positives: a draw's running counts take
+    ``cells`` values at most (32 MB each array), so memory stays bounded at any split size."""
     p = ev.params
+    most = max([c.trips.size for m in ranked.values() for c in m.per_threshold] or [1])
+    chunk = max(1, min(chunk, cells // max(most, 1)))
     rec_thrs = np.asarray(p.recThrs, dtype=np.float64)
     t50 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.5))[0])
     t75 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.75))[0])

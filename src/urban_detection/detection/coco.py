@@ -4,7 +4,8 @@ Per-frame records use the project conventions (``docs/architecture.md``): boxes 
 float32 ``(N, 4)`` normalised ``[ymin, xmin, ymax, xmax]``, labels the seed label-map
 ids ``1 vehicle, 2 pedestrian, 4 cyclist``. This module turns them into COCO JSON
 (boxes ``[x, y, w, h]`` in pixels, so COCO's small/medium/large areas of 32² and 96²
-pixels mean what they mean in published tables) and runs pycocotools' ``COCOeval``.
+pixels mean what they mean in published tables) and scores them as pycocotools' ``COCOeval`` does,
+with :mod:`.coco_match` (the same numbers, the matches kept in arrays).
 
 Undefined values: COCO reports ``-1`` for a precision/recall that has nothing to
 measure (no ground-truth box of that class, or in that area range). These are
@@ -15,9 +16,7 @@ is ``0.0``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,8 +24,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+from urban_detection.detection.coco_match import CocoEvaluation, CocoMatcher, evaluate_coco
 
 from urban_detection.waymo.example import CLASS_IDS, LABEL_MAP
 
@@ -152,87 +151,100 @@ def to_coco_detections(
     :func:`to_coco_ground_truth`) or a mapping ``image_id -> (height, width)``.
     """
     sizes = _image_sizes(image_sizes)
-    results: list[dict] = []
-    for rec in frames_dets:
-        image_id = int(rec["image_id"])
-        if "height" in rec and "width" in rec:
-            height, width = int(rec["height"]), int(rec["width"])
-        elif image_id in sizes:
-            height, width = sizes[image_id]
-        else:
-            raise ValueError(
-                f"no image size for image_id {image_id}: give height/width in the "
-                "record or pass image_sizes (e.g. the ground-truth dict)"
-            )
-        boxes = _as_boxes(rec.get("boxes", []))
-        labels = np.asarray(rec.get("labels", []), dtype=np.int64).reshape(-1)
-        scores = np.asarray(rec.get("scores", np.ones(len(boxes))), dtype=np.float64).reshape(-1)
-        if not len(boxes) == len(labels) == len(scores):
-            raise ValueError(
-                f"image_id {image_id}: {len(boxes)} boxes, {len(labels)} labels, "
-                f"{len(scores)} scores"
-            )
-        for (x, y, w, h), label, score in zip(_pixel_xywh(boxes, height, width), labels, scores):
-            results.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(label),
-                    "bbox": [float(x), float(y), float(w), float(h)],
-                    "score": float(score),
-                }
-            )
-    return results
+    return [det for rec in frames_dets for det in _record_detections(rec, sizes)]
+
+
+def _record_detections(rec: Mapping[str, Any], sizes: Mapping[int, tuple[int, int]]) -> list[dict]:
+    image_id = int(rec["image_id"])
+    if "height" in rec and "width" in rec:
+        height, width = int(rec["height"]), int(rec["width"])
+    elif image_id in sizes:
+        height, width = sizes[image_id]
+    else:
+        raise ValueError(
+            f"no image size for image_id {image_id}: give height/width in the "
+            "record or pass image_sizes (e.g. the ground-truth dict)"
+        )
+    boxes = _as_boxes(rec.get("boxes", []))
+    labels = np.asarray(rec.get("labels", []), dtype=np.int64).reshape(-1)
+    scores = np.asarray(rec.get("scores", np.ones(len(boxes))), dtype=np.float64).reshape(-1)
+    if not len(boxes) == len(labels) == len(scores):
+        raise ValueError(
+            f"image_id {image_id}: {len(boxes)} boxes, {len(labels)} labels, "
+            f"{len(scores)} scores"
+        )
+    return [{"image_id": image_id, "category_id": int(label), "bbox": [float(x), float(y), float(w), float(h)],
+             "score": float(score)}
+            for (x, y, w, h), label, score in zip(_pixel_xywh(boxes, height, width), labels, scores)]
+
+
+class CocoResults(Sequence):
+    """The COCO results list of per-frame detection records (:func:`to_coco_detections`), made as it is
+    read: holding it costs the records' arrays, not a dict per box (about 44 KB per frame of 100 boxes).
+    ``list(results)`` (or iterating) gives the dicts; ``len`` counts the boxes; it equals a list of the
+    same dicts."""
+
+    def __init__(self, frames_dets: Sequence[Mapping[str, Any]], image_sizes: Mapping | None = None):
+        self._frames, self._sizes = list(frames_dets), _image_sizes(image_sizes)
+        self._len = sum(len(_as_boxes(r.get("boxes", []))) for r in self._frames)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self):
+        for rec in self._frames:
+            yield from _record_detections(rec, self._sizes)
+
+    def __getitem__(self, index):
+        return list(self)[index]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def _coco_from_dict(dataset: dict) -> COCO:
-    coco = COCO()
-    coco.dataset = copy.deepcopy(dataset)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
-
-
-def _results_coco(coco_gt: COCO, dets: Sequence[Mapping]) -> COCO:
-    """COCO object for the detections; copes with an empty list (loadRes does not)."""
-    known = set(coco_gt.getImgIds())
-    kept = [dict(d) for d in dets if int(d["image_id"]) in known]  # loadRes adds keys, changes no value
+def coco_eval(gt: dict, dets: Sequence[Mapping], iou_thresholds=None) -> CocoEvaluation:
+    """The bbox evaluation of ``gt`` and ``dets`` (COCO dicts) by :mod:`.coco_match`: pycocotools' ``COCOeval``
+    numbers (``params``, ``eval``, ``stats``), its matches kept in arrays. Detections of image ids absent from
+    ``gt`` are dropped with a warning."""
+    known = {int(im["id"]) for im in gt.get("images", [])}
+    kept = [d for d in dets if int(d["image_id"]) in known]
     if len(kept) < len(dets):
-        logger.warning(
-            "skipping %d detections whose image_id is not in the ground truth",
-            len(dets) - len(kept),
-        )
-    if not kept:
-        return _coco_from_dict(
-            {
-                "images": list(coco_gt.dataset["images"]),
-                "categories": copy.deepcopy(coco_gt.dataset["categories"]),
-                "annotations": [],
-            }
-        )
-    with contextlib.redirect_stdout(io.StringIO()):
-        return coco_gt.loadRes(kept)
+        logger.warning("skipping %d detections whose image_id is not in the ground truth", len(dets) - len(kept))
+    return evaluate_coco(gt, kept, iou_thresholds)
 
 
-def coco_eval(gt: dict, dets: Sequence[Mapping], iou_thresholds=None) -> COCOeval:
-    """pycocotools' bbox ``COCOeval`` of ``gt`` and ``dets``, evaluated and accumulated (its output silenced).
-
-    Only ``params``, ``evalImgs``, ``eval`` (and ``stats`` after ``summarize``) are read afterwards: the
-    detections' COCO copy (``cocoDt``, ``_dts``), ``_gts`` and the per-image IoU matrices (``ious``) are
-    released, so they are not held beside what comes next (the bootstrap): ``benchmarks/scaling.py``'s
-    evaluation peak at 8,960 frames went from 3,419 to 3,312 MB."""
-    coco_gt = _coco_from_dict(gt)
-    coco_dt = _results_coco(coco_gt, dets)
-    ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
-    if iou_thresholds is not None:
-        ev.params.iouThrs = np.asarray(iou_thresholds, dtype=np.float64)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-        ev.accumulate()
-    ev.cocoDt = ev._dts = ev._gts = ev.ious = None
-    return ev
+def coco_eval_frames(gt_frames: Sequence[Mapping[str, Any]], det_frames: Iterable[Mapping[str, Any]],
+                     iou_thresholds=None) -> CocoEvaluation:
+    """:func:`coco_eval` of per-frame records, without their COCO dicts: the same boxes as
+    :func:`to_coco_ground_truth` and :func:`to_coco_detections` give (the same boxes skipped, without a second
+    warning), matched frame by frame, so memory holds only the matches (:class:`~.coco_match.CocoMatcher`)."""
+    matcher = CocoMatcher(LABEL_MAP, iou_thresholds)
+    dets: dict[int, Mapping[str, Any]] = {}
+    for rec in det_frames:
+        dets[int(rec["image_id"])] = rec
+    known = {int(f["image_id"]) for f in gt_frames}
+    unknown = sum(len(_as_boxes(r.get("boxes", []))) for i, r in dets.items() if i not in known)
+    if unknown:
+        logger.warning("skipping %d detections whose image_id is not in the ground truth", unknown)
+    for frame in gt_frames:
+        image_id = int(frame["image_id"])
+        height, width = int(frame["height"]), int(frame["width"])
+        boxes = _pixel_xywh(_as_boxes(frame.get("boxes", [])), height, width)
+        labels = np.asarray(frame.get("labels", []), dtype=np.int64).reshape(-1)
+        keep = np.isin(labels, list(LABEL_MAP)) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        boxes, labels = boxes[keep], labels[keep]
+        rec = dets.get(image_id, {})
+        h, w = (int(rec["height"]), int(rec["width"])) if "height" in rec and "width" in rec else (height, width)
+        dt = _pixel_xywh(_as_boxes(rec.get("boxes", [])), h, w)
+        scores = np.asarray(rec.get("scores", np.ones(len(dt))), dtype=np.float64).reshape(-1)
+        matcher.add(image_id, boxes, labels, boxes[:, 2] * boxes[:, 3], np.zeros(len(boxes), bool), dt,
+                    np.asarray(rec.get("labels", []), dtype=np.int64).reshape(-1), scores)
+    return matcher.evaluate()
 
 
 def _nan_if_undefined(value: float) -> float:
@@ -258,16 +270,15 @@ def coco_metrics(gt: dict, dets: Sequence[Mapping]) -> dict[str, float]:
     return coco_metrics_and_curves(gt, dets)[0]
 
 
-def coco_metrics_and_curves(gt: dict, dets: Sequence[Mapping], pr_iou: float | None = None, ev: COCOeval | None = None
+def coco_metrics_and_curves(gt: dict, dets: Sequence[Mapping] | None, pr_iou: float | None = None,
+                            ev: CocoEvaluation | None = None, frames: tuple[Sequence, Sequence] | None = None
                             ) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """:func:`coco_metrics` and, with ``pr_iou``, :func:`precision_recall_curves` at that IoU from one
     COCO evaluation (COCO matches each IoU threshold on its own, so a standard threshold's curves
     are those of an evaluation at that threshold alone). ``ev``: the :func:`coco_eval` of ``gt`` and
-    ``dets`` when the caller already has it."""
+    ``dets`` when the caller already has it; ``frames``: the ``(gt_frames, det_frames)`` records it was made
+    of (:func:`coco_eval_frames`), used instead of ``dets`` for a ``pr_iou`` that is not a COCO threshold."""
     ev = coco_eval(gt, dets) if ev is None else ev
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        ev.summarize()
-    logger.debug("COCOeval summary:\n%s", out.getvalue())
     metrics = {name: _nan_if_undefined(v) for name, v in zip(SUMMARY_METRICS, ev.stats)}
 
     precision = ev.eval["precision"]  # [T, R, K, A, M]
@@ -283,16 +294,18 @@ def coco_metrics_and_curves(gt: dict, dets: Sequence[Mapping], pr_iou: float | N
         return metrics, {}
     t = _iou_index(ev, pr_iou)
     if t is None:  # not one of COCO's thresholds: an evaluation at that IoU alone
+        if frames is not None:
+            return metrics, _curves(coco_eval_frames(*frames, iou_thresholds=[pr_iou]), 0, names)
         return metrics, precision_recall_curves(gt, dets, iou=pr_iou)
     return metrics, _curves(ev, t, names)
 
 
-def _iou_index(ev: COCOeval, iou: float) -> int | None:
+def _iou_index(ev: CocoEvaluation, iou: float) -> int | None:
     hits = np.flatnonzero(np.isclose(ev.params.iouThrs, iou))
     return int(hits[0]) if hits.size else None
 
 
-def _curves(ev: COCOeval, t: int, names: dict[int, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _curves(ev: CocoEvaluation, t: int, names: dict[int, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     precision = ev.eval["precision"]
     recall = np.asarray(ev.params.recThrs, dtype=np.float64)
     all_area = list(ev.params.areaRngLbl).index("all")

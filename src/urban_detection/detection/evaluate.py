@@ -18,11 +18,10 @@ from urban_detection.detection.coco import (
     PER_CLASS_AP,
     PER_CLASS_AP50,
     SUMMARY_METRICS,
-    coco_eval,
-    coco_metrics,
+    CocoResults,
+    coco_eval_frames,
     coco_metrics_and_curves,
     filter_large_boxes,
-    to_coco_detections,
     to_coco_ground_truth,
 )
 from urban_detection.detection.split_bootstrap import bootstrap_split
@@ -93,9 +92,9 @@ def evaluate_detections(
     """
     start = time.perf_counter()
     gt = to_coco_ground_truth(gt_frames)
-    dets = to_coco_detections(det_frames, gt)
-    ev = coco_eval(gt, dets)
-    coco, curves = coco_metrics_and_curves(gt, dets, pr_iou=pr_iou, ev=ev)
+    dets = CocoResults(det_frames, gt)
+    ev = coco_eval_frames(gt_frames, det_frames)
+    coco, curves = coco_metrics_and_curves(gt, None, pr_iou=pr_iou, ev=ev, frames=(gt_frames, det_frames))
     metrics = {**coco, **waymo_metrics(gt_frames, det_frames, matcher=matcher)}
     result: dict[str, Any] = {"ground_truth": gt, "detections": dets, "metrics": metrics, "pr_curves": curves}
     if bootstrap and int(bootstrap.get("draws") or 0) > 0:
@@ -105,8 +104,9 @@ def evaluate_detections(
         dropped: dict[str, int] = {}
         filtered_frames = filter_large_boxes(list(det_frames), dict(max_area_frac), dropped)
         if sum(dropped.values()):
-            fdets = to_coco_detections(filtered_frames, gt)
-            fmetrics = {**coco_metrics(gt, fdets), **waymo_metrics(gt_frames, filtered_frames, matcher=matcher)}
+            fdets = CocoResults(filtered_frames, gt)
+            fmetrics = {**coco_metrics_and_curves(gt, None, ev=coco_eval_frames(gt_frames, filtered_frames))[0],
+                        **waymo_metrics(gt_frames, filtered_frames, matcher=matcher)}
         else:  # nothing removed: the same detections, the same numbers
             fdets, fmetrics = dets, dict(metrics)
         result["filtered"] = {

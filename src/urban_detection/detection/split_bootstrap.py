@@ -1,6 +1,6 @@
 """One split's metrics with their trip-bootstrap intervals: overall, per slice of trips and per trip.
 
-:func:`bootstrap_split` matches the split once (COCO's ``evalImgs``, the Waymo-style counts
+:func:`bootstrap_split` matches the split once (COCO's matches of :mod:`.coco_match`, the Waymo-style counts
 per trip) and then only re-weights trips (:mod:`.bootstrap`):
 
 * **overall**: ``draws`` resamples of the split's trips;
@@ -47,7 +47,7 @@ def frame_trip(frame: Mapping[str, Any]) -> str:
 def bootstrap_split(ev: Any, gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequence[Mapping[str, Any]],
                     draws: int = 1000, seed: int = 0, level: float = LEVEL, matcher: str = "hungarian",
                     slices: Mapping[str, Sequence[str]] | None = None) -> dict:
-    """``ev``: the split's ``COCOeval`` after ``evaluate()``. Returns ``{"trips", "draws", "seed", "level",
+    """``ev``: the split's :class:`~.coco_match.CocoEvaluation`. Returns ``{"trips", "draws", "seed", "level",
     "values" (metric -> per-draw array), "intervals" (metric -> low/high/undefined_draws), "slices" (name ->
     {"trips", "metrics", "values", "intervals"}), "per_trip" (trip -> metrics), "seconds"}``.
     ``slices`` maps a slice name to its trips (trips not in the split are ignored; empty slices dropped)."""

@@ -163,11 +163,12 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
         if "bootstrap" in result:
             figures[f"slices_{split}.png"] = _bootstrap_outputs(split, result, gt_frames, conditions, split_doc, tables)
         files[f"{split}_ground_truth"] = result["ground_truth"]
-        files[f"{split}_detections"] = result["detections"]
+        # made when saved (PartitionedDataset's lazy save): one split's dicts at a time, not all of them held
+        files[f"{split}_detections"] = partial(list, result["detections"])
         if "filtered" in result:
             filtered = result["filtered"]
             split_doc["large_box_filter"] = {k: filtered[k] for k in ("metrics", "dropped", "delta", "max_area_frac")}
-            files[f"{split}_detections_filtered"] = filtered["detections"]
+            files[f"{split}_detections_filtered"] = partial(list, filtered["detections"])
         figures[f"pr_curves_{split}.png"] = pr_curve_figure(result["pr_curves"], title=f"{name} {split}: IoU 0.5")
         threshold = float(examples.get("score_threshold", 0.3))
         matrix = confusion_matrix(gt_frames, det_frames, threshold)
@@ -282,7 +283,7 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
                 mlflow.log_text(tables[key].to_csv(index=False), f"evaluation/{key}.csv")
         if log_files:  # always in data/07_model_output/<experiment>/
             for key, obj in files.items():
-                mlflow.log_dict(obj, f"evaluation/coco/{key}.json")
+                mlflow.log_dict(obj() if callable(obj) else obj, f"evaluation/coco/{key}.json")
         for key, fig in figures.items():
             mlflow.log_figure(fig, f"evaluation/figures/{key}")
 
