@@ -1,7 +1,7 @@
 """Benchmark: the project's default detector against a peer, Ultralytics YOLOv8n from scratch.
 
 Both detectors see the same data and the same wall-time budget, and are scored by the
-project's own COCO evaluation (pycocotools, Object Detection API names) on the same test
+project's own COCO evaluation (pycocotools' rules, Object Detection API names) on the same test
 ground truth:
 
 1. the project's ingested trips (frame index + trip TFRecords of TF OD API tf.Examples)

@@ -24,7 +24,6 @@ from urban_detection.detection.coco import (
     PER_CLASS_AP,
     PER_CLASS_AP50,
     coco_eval,
-    coco_metrics,
     to_coco_detections,
     to_coco_ground_truth,
 )
