@@ -115,3 +115,18 @@ def test_frame_records_score_as_their_coco_dicts_and_keep_a_few_bytes_per_box():
     assert results == dets and list(results) == dets and results[3] == dets[3]
     held = sum(a.nbytes for m in from_frames.matches.values() for a in m)
     assert held / len(dets) < 64  # bytes per box: score, image, rank and one byte per area range and threshold
+
+
+def test_a_frame_whose_detections_come_in_two_records_scores_as_one():
+    gt_frames = [{"image_id": 7, "height": 100, "width": 200, "boxes": np.array([[0.1, 0.1, 0.5, 0.4]], np.float32),
+                  "labels": np.array([1])}]
+    one = {"image_id": 7, "boxes": np.array([[0.1, 0.1, 0.5, 0.4], [0.6, 0.6, 0.9, 0.9]], np.float32),
+           "labels": np.array([1, 1]), "scores": np.array([0.4, 0.9])}
+    halves = [{**one, **{k: one[k][:1] for k in ("boxes", "labels", "scores")}},
+              {**one, **{k: one[k][1:] for k in ("boxes", "labels", "scores")}}]
+    gt = to_coco_ground_truth(gt_frames)
+    expected = pycocotools(gt, to_coco_detections(halves, gt))
+    got = coco_eval_frames(gt_frames, halves)
+    np.testing.assert_array_equal(got.eval["precision"], expected.eval["precision"])
+    np.testing.assert_array_equal(got.eval["precision"], coco_eval_frames(gt_frames, [one]).eval["precision"])
+    assert 0 < got.stats[1] < 1  # the false positive outranks the hit

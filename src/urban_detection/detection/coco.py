@@ -154,28 +154,29 @@ def to_coco_detections(
     return [det for rec in frames_dets for det in _record_detections(rec, sizes)]
 
 
-def _record_detections(rec: Mapping[str, Any], sizes: Mapping[int, tuple[int, int]]) -> list[dict]:
-    image_id = int(rec["image_id"])
+def _detection_arrays(rec: Mapping[str, Any], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel ``[x, y, w, h]`` boxes, labels and scores of one detection record, as :func:`to_coco_detections` makes
+    them (the record's own ``height``/``width`` first)."""
     if "height" in rec and "width" in rec:
         height, width = int(rec["height"]), int(rec["width"])
-    elif image_id in sizes:
-        height, width = sizes[image_id]
-    else:
-        raise ValueError(
-            f"no image size for image_id {image_id}: give height/width in the "
-            "record or pass image_sizes (e.g. the ground-truth dict)"
-        )
     boxes = _as_boxes(rec.get("boxes", []))
     labels = np.asarray(rec.get("labels", []), dtype=np.int64).reshape(-1)
     scores = np.asarray(rec.get("scores", np.ones(len(boxes))), dtype=np.float64).reshape(-1)
     if not len(boxes) == len(labels) == len(scores):
+        raise ValueError(f"image_id {rec['image_id']}: {len(boxes)} boxes, {len(labels)} labels, {len(scores)} scores")
+    return _pixel_xywh(boxes, height, width), labels, scores
+
+
+def _record_detections(rec: Mapping[str, Any], sizes: Mapping[int, tuple[int, int]]) -> list[dict]:
+    image_id = int(rec["image_id"])
+    if not ("height" in rec and "width" in rec) and image_id not in sizes:
         raise ValueError(
-            f"image_id {image_id}: {len(boxes)} boxes, {len(labels)} labels, "
-            f"{len(scores)} scores"
+            f"no image size for image_id {image_id}: give height/width in the "
+            "record or pass image_sizes (e.g. the ground-truth dict)"
         )
+    boxes, labels, scores = _detection_arrays(rec, *sizes.get(image_id, (0, 0)))
     return [{"image_id": image_id, "category_id": int(label), "bbox": [float(x), float(y), float(w), float(h)],
-             "score": float(score)}
-            for (x, y, w, h), label, score in zip(_pixel_xywh(boxes, height, width), labels, scores)]
+             "score": float(score)} for (x, y, w, h), label, score in zip(boxes, labels, scores)]
 
 
 class CocoResults(Sequence):
@@ -224,11 +225,11 @@ def coco_eval_frames(gt_frames: Sequence[Mapping[str, Any]], det_frames: Iterabl
     :func:`to_coco_ground_truth` and :func:`to_coco_detections` give (the same boxes skipped, without a second
     warning), matched frame by frame, so memory holds only the matches (:class:`~.coco_match.CocoMatcher`)."""
     matcher = CocoMatcher(LABEL_MAP, iou_thresholds)
-    dets: dict[int, Mapping[str, Any]] = {}
+    dets: dict[int, list[Mapping[str, Any]]] = {}
     for rec in det_frames:
-        dets[int(rec["image_id"])] = rec
+        dets.setdefault(int(rec["image_id"]), []).append(rec)
     known = {int(f["image_id"]) for f in gt_frames}
-    unknown = sum(len(_as_boxes(r.get("boxes", []))) for i, r in dets.items() if i not in known)
+    unknown = sum(len(_as_boxes(r.get("boxes", []))) for i, recs in dets.items() if i not in known for r in recs)
     if unknown:
         logger.warning("skipping %d detections whose image_id is not in the ground truth", unknown)
     for frame in gt_frames:
@@ -238,12 +239,11 @@ def coco_eval_frames(gt_frames: Sequence[Mapping[str, Any]], det_frames: Iterabl
         labels = np.asarray(frame.get("labels", []), dtype=np.int64).reshape(-1)
         keep = np.isin(labels, list(LABEL_MAP)) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         boxes, labels = boxes[keep], labels[keep]
-        rec = dets.get(image_id, {})
-        h, w = (int(rec["height"]), int(rec["width"])) if "height" in rec and "width" in rec else (height, width)
-        dt = _pixel_xywh(_as_boxes(rec.get("boxes", [])), h, w)
-        scores = np.asarray(rec.get("scores", np.ones(len(dt))), dtype=np.float64).reshape(-1)
-        matcher.add(image_id, boxes, labels, boxes[:, 2] * boxes[:, 3], np.zeros(len(boxes), bool), dt,
-                    np.asarray(rec.get("labels", []), dtype=np.int64).reshape(-1), scores)
+        parts = [_detection_arrays(rec, height, width) for rec in dets.get(image_id, [])]
+        dt, dt_labels, scores = (np.concatenate(a) for a in zip(*parts)) if parts else \
+            (np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
+        matcher.add(image_id, boxes, labels, boxes[:, 2] * boxes[:, 3], np.zeros(len(boxes), bool), dt, dt_labels,
+                    scores)
     return matcher.evaluate()
 
 
