@@ -94,12 +94,11 @@ def ranked_matches(ev: Any, trip_of_image: Mapping[int, int], n_trips: int) -> d
     out = {}
     for cat in p.catIds:
         m = ev.matches[int(cat)]
-        kept = m.rank < p.maxDets[-1]
-        order = np.argsort(-m.score[kept], kind="mergesort")
-        trips = trip_of_position[m.image[kept][order]]
+        order = np.argsort(-m.score, kind="mergesort")  # the matches hold at most maxDets boxes an image
+        trips = trip_of_position[m.image[order]]
         for a, label in enumerate(p.areaRngLbl):
             gt = np.bincount(trip_of_position, weights=m.ground_truth[:, a], minlength=n_trips).astype(np.int64)
-            status = m.status[kept][order, a, :]
+            status = m.status[order, a, :]
             per_t = [_trip_counts(trips, status[:, t] == TRUE_POSITIVE, status[:, t] == FALSE_POSITIVE, n_trips)
                      for t in range(len(p.iouThrs))]
             out[(int(cat), label)] = RankedMatches(per_t, gt)

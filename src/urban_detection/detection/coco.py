@@ -74,6 +74,19 @@ def _pixel_xywh(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([x, y, w, h], axis=1) if len(b) else np.zeros((0, 4))
 
 
+def _ground_truth_arrays(frame: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A ground-truth frame's pixel ``[x, y, w, h]`` boxes (clipped to the image) and labels, with the masks of
+    the boxes COCO skips: an unknown label, or no area after clipping (the rule of both ground-truth paths)."""
+    boxes = _as_boxes(frame.get("boxes", []))
+    labels = np.asarray(frame.get("labels", []), dtype=np.int64).reshape(-1)
+    if len(labels) != len(boxes):
+        raise ValueError(f"frame {frame.get('source_id', frame['image_id'])}: {len(boxes)} boxes but "
+                         f"{len(labels)} labels")
+    xywh = _pixel_xywh(boxes, int(frame["height"]), int(frame["width"]))
+    unknown = ~np.isin(labels, list(LABEL_MAP))
+    return xywh, labels, unknown, ~unknown & ((xywh[:, 2] <= 0) | (xywh[:, 3] <= 0))
+
+
 def to_coco_ground_truth(frames: Iterable[Mapping[str, Any]]) -> dict:
     """Build a COCO ground-truth dict from per-frame records.
 
@@ -98,21 +111,15 @@ def to_coco_ground_truth(frames: Iterable[Mapping[str, Any]]) -> dict:
         images.append(
             {"id": image_id, "file_name": source_id, "height": height, "width": width}
         )
-        boxes = _as_boxes(frame.get("boxes", []))
-        labels = np.asarray(frame.get("labels", []), dtype=np.int64).reshape(-1)
-        if len(labels) != len(boxes):
-            raise ValueError(
-                f"frame {source_id}: {len(boxes)} boxes but {len(labels)} labels"
-            )
-        for (x, y, w, h), label in zip(_pixel_xywh(boxes, height, width), labels):
-            if int(label) not in LABEL_MAP:
+        xywh, labels, unknown, empty = _ground_truth_arrays(frame)
+        for i in np.flatnonzero(unknown | empty):
+            if unknown[i]:
                 skipped["unknown_label"] += 1
-                logger.warning("frame %s: skipping box with unknown label %d", source_id, label)
-                continue
-            if w <= 0 or h <= 0:
+                logger.warning("frame %s: skipping box with unknown label %d", source_id, labels[i])
+            else:
                 skipped["empty_box"] += 1
                 logger.warning("frame %s: skipping box with no area", source_id)
-                continue
+        for (x, y, w, h), label in zip(xywh[~(unknown | empty)], labels[~(unknown | empty)]):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -235,10 +242,8 @@ def coco_eval_frames(gt_frames: Sequence[Mapping[str, Any]], det_frames: Iterabl
     for frame in gt_frames:
         image_id = int(frame["image_id"])
         height, width = int(frame["height"]), int(frame["width"])
-        boxes = _pixel_xywh(_as_boxes(frame.get("boxes", [])), height, width)
-        labels = np.asarray(frame.get("labels", []), dtype=np.int64).reshape(-1)
-        keep = np.isin(labels, list(LABEL_MAP)) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        boxes, labels = boxes[keep], labels[keep]
+        boxes, labels, unknown, empty = _ground_truth_arrays(frame)
+        boxes, labels = boxes[~(unknown | empty)], labels[~(unknown | empty)]
         parts = [_detection_arrays(rec, height, width) for rec in dets.get(image_id, [])]
         dt, dt_labels, scores = (np.concatenate(a) for a in zip(*parts)) if parts else \
             (np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
