@@ -8,10 +8,10 @@ its peak memory is its own:
 * ``ingest``: the val/test raw segments converted at ``evaluate.frame_stride`` with
   ``ingest.workers`` processes, as the evaluate pipeline converts its frames
   (:func:`urban_detection.waymo.ingest.ingest_files`);
-* ``predict``: the model's part of the evaluation, ``predict_split`` over val and test as
-  ``evaluate_model`` calls it, at ``--model-sizes`` (default 0.25x and 1x: a model forward pass
-  costs the same for every batch, and on 2 cores 10x would take most of an hour). The
-  evaluation losses are another forward pass over the loss frames, of the same kind;
+* ``predict``: the model's part of the evaluation, ``predict_split_and_losses`` (detections and
+  losses from one forward pass) over val and test as ``evaluate_model`` calls it, at
+  ``--model-sizes`` (default 0.25x and 1x: a model forward pass costs the same for every batch,
+  and on 2 cores 10x would take most of an hour);
 * ``evaluate``: :func:`urban_detection.pipelines.evaluate.nodes.evaluate_model` with
   ``conf/base/parameters_evaluate.yml`` on val and test (COCO, Waymo-style AP, the 1,000-draw
   trip bootstrap with its slices, confusion matrices, examples, error gallery), with the
@@ -205,19 +205,22 @@ def split_records(spec: dict):
 
 
 def stage_predict(spec: dict) -> dict:
-    """The model's part of the evaluation: :func:`~urban_detection.detection.predict.predict_split` over each
-    split, as ``evaluate_model`` calls it; the records are kept in ``spec["records"]`` for ``evaluate``."""
+    """The model's part of the evaluation: :func:`~urban_detection.detection.predict.predict_split_and_losses`
+    over each split, as ``evaluate_model`` calls it; the records are kept in ``spec["records"]`` for ``evaluate``."""
     import pickle
 
-    from urban_detection.detection.predict import predict_split
+    from urban_detection.detection.predict import predict_split_and_losses
 
     params = load_params()["evaluate"]
     trained, _ = load_model(spec["model"])
     trips, manifest = split_records(spec)
     baseline = rss_mb()
     start, cpu = time.perf_counter(), cpu_seconds()
-    records = {split: predict_split(trained.model, trips.split_paths(manifest, split), trained.image_size,
-                                    int(params["batch_size"])) for split in params["splits"]}
+    loss_kwargs = {k: v for k, v in (trained.config.get("train") or {}).items()
+                   if k in ("focal_alpha", "focal_gamma", "smooth_l1_beta")}
+    records = {split: predict_split_and_losses(trained.model, trips.split_paths(manifest, split), trained.image_size,
+                                               int(params["batch_size"]), **loss_kwargs)[:2]
+               for split in params["splits"]}
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     Path(spec["records"]).write_bytes(pickle.dumps(records))
     return {"frames": sum(len(gt) for gt, _ in records.values()), "seconds": seconds, "cpu_seconds": cpu,
@@ -260,9 +263,8 @@ def stage_evaluate(spec: dict) -> dict:
     small = pickle.loads(Path(spec["records"]).read_bytes())
     paths = {split: trips.split_paths(manifest, split) for split in params["splits"]}
     by_paths = {tuple(paths[split]): tiled_records(small.pop(split), paths[split]) for split in params["splits"]}
-    predict.predict_split = lambda model, paths, *a, **k: by_paths[tuple(str(p) for p in paths)]
-    predict.evaluation_losses = lambda *a, **k: {m: 0.0 for m in ("loss/classification", "loss/localization",
-                                                                   "loss/regularization", "loss/total")}
+    losses = {m: 0.0 for m in ("loss/classification", "loss/localization", "loss/regularization", "loss/total")}
+    predict.predict_split_and_losses = lambda model, paths, *a, **k: (*by_paths[tuple(str(p) for p in paths)], losses)
     baseline = rss_mb()
     start, cpu = time.perf_counter(), cpu_seconds()
     doc, _files, _figures, _tables = evaluate_model(trained, trips, manifest, params)

@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from urban_detection.detection.data import make_dataset, make_inference_dataset, summarize_records
+from urban_detection.detection.data import (
+    clean_batch_targets,
+    make_dataset,
+    make_inference_dataset,
+    summarize_records,
+)
 from urban_detection.waymo.example import DetectionExample, encode_example
 
 
@@ -47,6 +52,18 @@ def test_eval_dataset_shapes_padding_and_pixel_boxes(records):
     _, last = batches[1]
     np.testing.assert_array_equal(last["labels"][0], [1, -1, -1, -1, -1])
     np.testing.assert_allclose(last["boxes"][0, 0], np.array([0.4, 0.4, 0.8, 0.8]) * 32, atol=1e-4)
+
+
+@pytest.mark.parametrize("max_boxes", [5, 2])
+def test_batch_targets_of_the_inference_batches_are_the_loss_datasets(records, max_boxes):
+    """The evaluation's one-pass losses score the inference batches' ground truth cleaned as make_dataset
+    cleans it for the losses: unknown labels and degenerate boxes dropped, the rest first, cut, padded."""
+    expected = [t for _, t in make_dataset([records], 32, 3, training=False, max_boxes=max_boxes).as_numpy_iterator()]
+    (_, meta), = list(make_inference_dataset([records], 32, 3))
+    got = clean_batch_targets(meta["boxes"], meta["labels"], 32, max_boxes=max_boxes)
+    np.testing.assert_array_equal(got["labels"].numpy(), expected[0]["labels"])
+    np.testing.assert_allclose(got["boxes"].numpy(), expected[0]["boxes"], atol=1e-5)
+    assert (got["labels"].numpy()[2] == [1] + [-1] * (max_boxes - 1)).all()  # frame 2: sign and flat box gone
 
 
 def test_report_surfaces_frames_without_boxes(records, caplog):

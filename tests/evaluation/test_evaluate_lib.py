@@ -10,7 +10,12 @@ from matplotlib.figure import Figure
 
 from urban_detection.detection.coco import PER_CLASS_AP, SUMMARY_METRICS
 from urban_detection.detection.evaluate import evaluate_detections
-from urban_detection.detection.predict import evaluation_losses, load_trained_model, predict_split
+from urban_detection.detection.predict import (
+    evaluation_losses,
+    load_trained_model,
+    predict_split,
+    predict_split_and_losses,
+)
 from urban_detection.detection.report import (
     comparison_figure,
     comparison_markdown,
@@ -117,6 +122,32 @@ def test_evaluation_losses_are_the_training_losses(tiny_data, tiny_trained):
         losses["loss/classification"] + losses["loss/localization"] + losses["loss/regularization"])
     # trained on these frames: far below the ~1.1 focal loss of the prior-initialised heads
     assert losses["loss/classification"] < 0.5
+
+
+def test_one_forward_pass_gives_the_detections_and_the_training_losses(tiny_data, tiny_trained):
+    """The evaluation's pass: predict_split's detections bit for bit, and the losses of the loss dataset over
+    the same frames in the same batches (3 frames a batch: the short last batch is padded with blank frames
+    that must not count). The images differ only by the loss dataset's rounding to uint8 after resizing."""
+    from urban_detection.detection.data import make_dataset
+
+    path = [tiny_data["paths"]["trip_test"]]
+    gt, det = predict_split(tiny_trained["model"], path, IMAGE_SIZE, 3)
+    assert len(gt) % 3  # a short last batch
+    gt2, det2, losses = predict_split_and_losses(tiny_trained["model"], path, IMAGE_SIZE, 3, focal_gamma=1.5)
+    assert [g["source_id"] for g in gt2] == [g["source_id"] for g in gt]
+    for a, b in zip(det, det2):
+        for key in ("boxes", "scores", "labels"):
+            np.testing.assert_array_equal(a[key], b[key])
+    reference = evaluation_losses(tiny_trained["model"], make_dataset(path, IMAGE_SIZE, 3, training=False),
+                                  focal_gamma=1.5)
+    assert losses["batches"] == reference["batches"] == -(-len(gt) // 3)
+    for key in ("loss/classification", "loss/localization", "loss/total"):
+        assert losses[key] == pytest.approx(reference[key], rel=2e-3), key
+    other = evaluation_losses(tiny_trained["model"], make_dataset(path, IMAGE_SIZE, 3, training=False),
+                              focal_gamma=2.0)
+    assert abs(other["loss/classification"] - losses["loss/classification"]) > 1e-3  # the settings do count
+    _, _, capped = predict_split_and_losses(tiny_trained["model"], path, IMAGE_SIZE, 3, max_frames=2)
+    assert capped["batches"] == 1
 
 
 def test_examples_pick_busy_frames_across_files_and_draw_them(tiny_data, tiny_trained):

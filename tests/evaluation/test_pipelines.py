@@ -27,7 +27,7 @@ from .helpers import plain_pycocotools
 pytestmark = pytest.mark.slow
 
 EVALUATE = {
-    "splits": ["val", "test"], "batch_size": 4, "max_frames": None, "loss_batches": None,
+    "splits": ["val", "test"], "batch_size": 4, "max_frames": None,
     "pr_iou": 0.5, "examples": {"split": "test", "count": 2, "score_threshold": 0.3},
     "large_box_filter": {"enabled": True, "max_area_frac": {"vehicle": 0.6, "pedestrian": 0.05, "cyclist": 0.4}},
 }

@@ -91,6 +91,25 @@ def pad_boxes(boxes: tf.Tensor, labels: tf.Tensor, max_boxes: int) -> tuple[tf.T
     return tf.ensure_shape(boxes, [max_boxes, 4]), tf.ensure_shape(labels, [max_boxes])
 
 
+def clean_batch_targets(boxes: tf.Tensor, label_ids: tf.Tensor, image_size: int,
+                        max_boxes: int = 100) -> dict[str, tf.Tensor]:
+    """A batch's ground truth as :func:`make_dataset` gives it to the losses: every frame's boxes cleaned
+    (:func:`clean_boxes`: clipped, unknown labels and degenerate boxes dropped, the rest in their order),
+    the first ``max_boxes`` kept, pixel yxyx, padded with -1. ``boxes`` ``[B, N, 4]`` normalised yxyx and
+    ``label_ids`` ``[B, N]`` as :func:`make_inference_dataset`'s ``meta`` (padding -1)."""
+    boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)
+    indices = label_ids_to_indices(label_ids)
+    keep = (indices >= 0) & (boxes[..., 2] - boxes[..., 0] > MIN_BOX_SIDE) & \
+        (boxes[..., 3] - boxes[..., 1] > MIN_BOX_SIDE)
+    order = tf.argsort(tf.cast(~keep, tf.int32), axis=1, stable=True)[:, :max_boxes]  # kept boxes first
+    keep = tf.gather(keep, order, batch_dims=1)
+    boxes = tf.where(keep[..., None], tf.gather(boxes, order, batch_dims=1) * float(image_size), -1.0)
+    labels = tf.where(keep, tf.gather(indices, order, batch_dims=1), -1)
+    pad = max_boxes - tf.shape(labels)[1]
+    return {"boxes": tf.pad(boxes, [[0, 0], [0, pad], [0, 0]], constant_values=-1.0),
+            "labels": tf.pad(labels, [[0, 0], [0, pad]], constant_values=-1)}
+
+
 def make_dataset(
     tfrecord_paths,
     image_size: int,

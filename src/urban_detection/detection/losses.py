@@ -69,7 +69,7 @@ def compile_detector(model, optimizer, *, focal_alpha=0.25, focal_gamma=2.0, smo
     )
 
 
-def detection_losses(model, images, targets, outputs, trim_padding: bool = True):
+def detection_losses(model, images, targets, outputs, trim_padding: bool = True, frame_weights=None):
     """``(classification, localization)`` losses of one batch, each normalised by the positive anchors.
 
     ``targets`` are the padded ``{"boxes", "labels"}`` of :mod:`.data`;
@@ -79,6 +79,7 @@ def detection_losses(model, images, targets, outputs, trim_padding: bool = True)
     the boxes present rather than ``max_boxes`` (3x cheaper matching at 100 slots and about 20 boxes
     a frame). The cut is data-dependent, so XLA (``jit_compile``), which needs static shapes, keeps it off,
     and so does a batch of one frame (KerasHub's matcher then needs a static number of boxes).
+    ``frame_weights`` ``[B]``: 0 leaves a frame out (a blank frame padding a short batch), 1 counts it.
     """
     boxes = tf.cast(targets["boxes"], tf.float32)
     labels = tf.cast(targets["labels"], tf.float32)
@@ -92,8 +93,12 @@ def detection_losses(model, images, targets, outputs, trim_padding: bool = True)
     labels = tf.pad(labels, [[0, 0], [0, 1]], constant_values=-1.0)
     box_targets, cls_targets = model.label_encoder(images=images, gt_boxes=boxes, gt_classes=labels)
     positive = tf.cast(cls_targets > -1.0, tf.float32)
+    counted = tf.cast(tf.not_equal(cls_targets, -2.0), tf.float32)
+    if frame_weights is not None:
+        weights = tf.cast(frame_weights, tf.float32)[:, None]
+        positive, counted = positive * weights, counted * weights
     normalizer = tf.maximum(tf.reduce_sum(positive), 1.0)
-    cls_weights = tf.cast(tf.not_equal(cls_targets, -2.0), tf.float32) / normalizer
+    cls_weights = counted / normalizer
     one_hot = tf.one_hot(tf.cast(cls_targets, tf.int32), model.num_classes, dtype=tf.float32)  # -1/-2 -> zeros
     cls_fn, box_fn = model.loss["cls_logits"], model.loss["bbox_regression"]
     cls_loss = cls_fn(one_hot, outputs["cls_logits"], sample_weight=cls_weights)
@@ -110,6 +115,14 @@ def regularization_loss(model) -> tf.Tensor:
 _EVAL_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def loss_settings(model) -> tuple:
+    """The settings of the losses ``model`` is compiled with: a traced step holds the loss objects of its
+    trace, so a cache of traced steps is keyed by them (compiled again with others: traced again)."""
+    cls_fn, box_fn = model.loss["cls_logits"], model.loss["bbox_regression"]
+    return (type(cls_fn).__name__, getattr(cls_fn, "alpha", None), getattr(cls_fn, "gamma", None),
+            type(box_fn).__name__, getattr(box_fn, "beta", None))
+
+
 def evaluate_losses(model, dataset, max_batches: int | None = None, jit_compile: bool = False) -> dict[str, float]:
     """Mean losses of ``model`` (inference mode) over ``dataset`` batches ``(images, targets)``.
 
@@ -117,9 +130,9 @@ def evaluate_losses(model, dataset, max_batches: int | None = None, jit_compile:
     """
     if max_batches is None and dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise ValueError("the validation dataset repeats forever: pass val_steps / max_batches")
-    key = (jit_compile,)
+    key = (jit_compile, loss_settings(model))
     steps = _EVAL_STEPS.setdefault(model, {})
-    if key not in steps:  # one traced function per model, reused at every checkpoint
+    if key not in steps:  # one traced function per model and losses, reused at every checkpoint
 
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
         def step(images, targets):

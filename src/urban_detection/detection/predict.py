@@ -3,7 +3,10 @@
 The flow for one split::
 
     gt_frames, det_frames = predict_split(model, paths, image_size, batch_size)
-    losses = evaluation_losses(model, make_dataset(paths, ..., training=False))
+
+or, for the evaluation, the detections and the training losses of the same frames from one forward pass::
+
+    gt_frames, det_frames, losses = predict_split_and_losses(model, paths, image_size, batch_size)
 
 Per-frame records follow :mod:`.coco`: ground truth ``{image_id, source_id, path,
 height, width, boxes, labels}``, detections ``{image_id, source_id, height, width,
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,22 +116,106 @@ def predict_split(
     skipped with a warning by :func:`~.data.make_inference_dataset`. ``max_frames``
     stops early (for quick checks). Progress (frames, frames/s) is logged.
     """
+    gt_frames, det_frames, _ = _predict(model, tfrecord_paths, image_size, batch_size, max_frames, progress_every_s)
+    return gt_frames, det_frames
+
+
+def predict_split_and_losses(
+    model: Any,
+    tfrecord_paths: str | Path | Sequence[str | Path],
+    image_size: int,
+    batch_size: int,
+    max_frames: int | None = None,
+    progress_every_s: float = 10.0,
+    **loss_kwargs,
+) -> tuple[list[dict], list[dict], dict]:
+    """:func:`predict_split` of a Keras detector and the training losses of the same frames
+    (:func:`evaluation_losses`' keys), from one forward pass per batch: its raw outputs are both decoded
+    into the detections and scored against the frames' ground truth, cleaned as for training
+    (:func:`~.data.clean_batch_targets`). The losses are the mean over batches of each batch's losses, as
+    in training's validation; a short last batch is padded with blank frames that do not count.
+    ``loss_kwargs``: ``focal_alpha``, ``focal_gamma``, ``smooth_l1_beta`` of the training."""
+    import keras
+
+    from urban_detection.detection.losses import compile_detector, regularization_loss
+
+    compile_detector(model, keras.optimizers.SGD(learning_rate=0.0), **loss_kwargs)  # the training losses
+    gt_frames, det_frames, sums = _predict(model, tfrecord_paths, image_size, batch_size, max_frames,
+                                           progress_every_s, _detect_and_loss_step(model, image_size))
+    if not sums["batches"]:
+        raise ValueError(f"no frame to compute losses on in {tfrecord_paths}")
+    cls, box = sums["classification"] / sums["batches"], sums["localization"] / sums["batches"]
+    reg = float(regularization_loss(model))
+    losses = {"loss/classification": cls, "loss/localization": box, "loss/regularization": reg,
+              "loss/total": cls + box + reg, "batches": sums["batches"]}
+    return gt_frames, det_frames, losses
+
+
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _detect_and_loss_step(model: Any, image_size: int):
+    """One traced function per model, size and compiled losses: ``(images, boxes, label_ids, frame_weights)`` of
+    a padded batch to ``(decoded predictions, classification loss, localization loss)``."""
+    from urban_detection.detection.data import clean_batch_targets
+    from urban_detection.detection.losses import detection_losses, loss_settings
+
+    steps = _STEPS.setdefault(model, {})
+    key = (image_size, loss_settings(model))
+    if key not in steps:
+
+        @tf.function(reduce_retracing=True)
+        def step(images, boxes, label_ids, frame_weights):
+            outputs = model(images, training=False)
+            targets = clean_batch_targets(boxes, label_ids, image_size)
+            cls, box = detection_losses(model, images, targets, outputs, frame_weights=frame_weights)
+            return model.decode_predictions(outputs, images), cls, box
+
+        steps[key] = step
+    return steps[key]
+
+
+def _padded(array: np.ndarray, rows: int, cols: int | None, value: float) -> np.ndarray:
+    """``array`` padded with ``value`` to ``rows`` (axis 0) and ``cols`` (axis 1, when given)."""
+    pad = [(0, rows - array.shape[0])] + [(0, 0)] * (array.ndim - 1)
+    if cols is not None:
+        pad[1] = (0, cols - array.shape[1])
+    return np.pad(array, pad, constant_values=value)
+
+
+def _predict(model, tfrecord_paths, image_size: int, batch_size: int, max_frames: int | None,
+             progress_every_s: float, step=None) -> tuple[list[dict], list[dict], dict]:
+    """:func:`predict_split`, and with ``step`` (:func:`_detect_and_loss_step`) the batches' summed losses."""
     from urban_detection.detection.data import make_inference_dataset
+    from urban_detection.detection.model import postprocess_detections
 
     paths = [str(tfrecord_paths)] if isinstance(tfrecord_paths, (str, Path)) else [str(p) for p in tfrecord_paths]
     if not paths:
         raise ValueError("no TFRecord paths to predict on")
     gt_frames: list[dict] = []
     det_frames: list[dict] = []
+    sums = {"classification": 0.0, "localization": 0.0, "batches": 0}
     start = last = time.perf_counter()
     for images, meta in make_inference_dataset(paths, image_size, batch_size):  # one pipeline, batches span files
         if max_frames is not None and len(gt_frames) >= max_frames:
             break
-        dets = detect_batch(model, images, image_size, pad_to=batch_size)
+        n = int(images.shape[0])
+        if step is None:
+            dets = detect_batch(model, images, image_size, pad_to=batch_size)
+        else:  # the same static shapes for every batch: blank frames (weight 0), at least 100 box slots
+            slots = max(100, int(meta["labels"].shape[1]))
+            preds, cls, box = step(_padded(images.numpy(), batch_size, None, 0.0),
+                                   _padded(meta["boxes"].numpy(), batch_size, slots, -1.0),
+                                   _padded(meta["labels"].numpy(), batch_size, slots, -1),
+                                   np.arange(batch_size) < n)
+            dets = postprocess_detections({k: v.numpy() for k, v in preds.items()}, (image_size, image_size))
+            sums["classification"] += float(cls)
+            sums["localization"] += float(box)
+            sums["batches"] += 1
         num = meta["num_boxes"].numpy()
-        for i, det in enumerate(dets[:None if max_frames is None else max_frames - len(gt_frames)]):
+        for i, det in enumerate(dets[:n][:None if max_frames is None else max_frames - len(gt_frames)]):
             image_id = len(gt_frames) + 1
-            n = int(num[i])
+            k = int(num[i])
             common = {
                 "image_id": image_id,
                 "source_id": meta["source_id"][i].numpy().decode(errors="replace"),
@@ -135,8 +223,8 @@ def predict_split(
                 "width": int(meta["width"][i]),
             }
             gt_frames.append({**common, "path": meta["path"][i].numpy().decode(),
-                              "boxes": meta["boxes"][i, :n].numpy().astype(np.float32),
-                              "labels": meta["labels"][i, :n].numpy().astype(np.int32)})
+                              "boxes": meta["boxes"][i, :k].numpy().astype(np.float32),
+                              "labels": meta["labels"][i, :k].numpy().astype(np.int32)})
             det_frames.append({**common, **det})
         now = time.perf_counter()
         if now - last >= progress_every_s:
@@ -144,7 +232,7 @@ def predict_split(
             log.info("predicted %d frames (%.1f frames/s)", len(gt_frames), len(gt_frames) / (now - start))
     elapsed = time.perf_counter() - start
     log.info("predicted %d frames from %d file(s) in %.1fs", len(gt_frames), len(paths), elapsed)
-    return gt_frames, det_frames
+    return gt_frames, det_frames, sums
 
 
 def evaluation_losses(model: Any, dataset: tf.data.Dataset, max_batches: int | None = None, **loss_kwargs) -> dict:

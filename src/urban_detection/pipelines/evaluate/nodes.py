@@ -58,7 +58,7 @@ def make_evaluate_node(name: str) -> Callable:
     def evaluate(model: TrainedDetector, config: dict, trips: Trips, eval_trips: Trips,
                  split_manifest: pd.DataFrame, params: dict) -> tuple:
         check_provenance(model, config, trips, split_manifest)
-        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
+        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips)
         _log_evaluation(model, doc, files, figures, tables,
                         log_files=bool((params or {}).get("log_coco_files", False)))
         return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
@@ -76,7 +76,7 @@ def make_stored_reference_node(name: str) -> Callable:
         check_provenance(model, model.config, trips, split_manifest)
         log.info("reference %s: the stored model %s (step %d), not trained in this run", name, short(model.fingerprint),
                  model.step)
-        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, loss_trips=trips)
+        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips)
         doc["stored_reference"] = True
         _log_evaluation(model, doc, files, figures, tables,
                         log_files=bool((params or {}).get("log_coco_files", False)))
@@ -87,22 +87,22 @@ def make_stored_reference_node(name: str) -> Callable:
 
 
 def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.DataFrame,
-                   params: dict, loss_trips: Trips | None = None) -> tuple[dict, dict, dict, dict[str, pd.DataFrame]]:
+                   params: dict, ingested: Trips | None = None) -> tuple[dict, dict, dict, dict[str, pd.DataFrame]]:
     """Evaluate ``model`` on each split of ``params["splits"]``; returns ``(metrics doc, COCO files, figures,
     tables)``. ``tables``: ``draws`` (one row per split, slice and trip draw of ``evaluate.bootstrap``, one
     column per metric, for paired comparisons between experiments), ``slices`` (headline metrics with
     intervals per time of day, weather and object size) and ``per_trip`` (each trip alone).
 
-    COCO metrics, PR curves, confusion matrices and examples come from every frame of ``trips``
-    (the evaluation frames); the losses from ``loss_trips`` when given (the ingested frames, as
-    the validation loss during training), else from ``trips``."""
+    COCO metrics, PR curves, confusion matrices, examples and the losses (the training losses, from the
+    same forward pass as the detections) come from every frame of ``trips`` (the evaluation frames).
+    ``ingested``: the ingested trips, whose index tells which trips' time of day was estimated (else
+    ``trips``'s)."""
     from urban_detection.detection.coco import pr_curve_figure
     from urban_detection.detection.confusion import confusion_figure, confusion_matrix
     from urban_detection.detection.results_figure import results_figure
     from urban_detection.waymo.example import CLASS_NAMES
-    from urban_detection.detection.data import make_dataset
     from urban_detection.detection.evaluate import evaluate_detections, json_safe
-    from urban_detection.detection.predict import evaluation_losses, predict_split
+    from urban_detection.detection.predict import predict_split_and_losses
     from urban_detection.detection.report import example_figures, short_metric_name
     from urban_detection.detection.errors import error_gallery
     from urban_detection.detection.slices import trip_slices
@@ -121,7 +121,7 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
     figures: dict[str, Any] = {}
     tables: dict[str, list] = {"draws": [], "slices": [], "per_trip": []}
     bootstrap = bootstrap_settings(params)
-    conditions = trip_conditions(split_manifest, loss_trips or trips)
+    conditions = trip_conditions(split_manifest, ingested or trips)
     matcher = str(params.get("waymo_matcher") or "hungarian")
     doc["waymo_matcher"] = matcher
     for split in params.get("splits") or ["val", "test"]:
@@ -130,7 +130,9 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
             log.warning("experiment %s: split %s has no trip; not evaluated", name, split)
             continue
         start = time.perf_counter()
-        gt_frames, det_frames = predict_split(model, paths, size, batch_size, max_frames=params.get("max_frames"))
+        # one forward pass per batch: the detections and the training losses of the same frames
+        gt_frames, det_frames, losses = predict_split_and_losses(model, paths, size, batch_size,
+                                                                 max_frames=params.get("max_frames"), **loss_kwargs)
         inference_s = time.perf_counter() - start
         if not gt_frames:
             log.warning("experiment %s: split %s has no readable frame; not evaluated", name, split)
@@ -139,25 +141,16 @@ def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.Da
                                      bootstrap=bootstrap, matcher=matcher,
                                      slices=None if split == SELECTION_SPLIT else  # slices judge, val only selects
                                      trip_slices(conditions[conditions["split"] == split]))
-        start = time.perf_counter()
-        loss_batches = params.get("loss_batches")
-        if params.get("max_frames") and not loss_batches:
-            loss_batches = -(-int(params["max_frames"]) // batch_size)
-        loss_paths = (loss_trips or trips).split_paths(split_manifest, split)
-        losses = evaluation_losses(model, make_dataset(loss_paths, size, batch_size, training=False), loss_batches,
-                                   **loss_kwargs)
-        loss_s = time.perf_counter() - start
         split_doc: dict[str, Any] = {
             "trips": len(paths),
             "frames": len(gt_frames),
-            "loss_frames": int(len((loss_trips or trips).frames(split_manifest, split))),
             "ground_truth_boxes": len(result["ground_truth"]["annotations"]),
             "detections": len(result["detections"]),
             "metrics": result["metrics"],
             "losses": losses,
             "pr_curves": {cls: p for cls, (_, p) in result["pr_curves"].items()},
             "skipped_ground_truth": result["ground_truth"]["info"]["skipped"],
-            "timing": {"inference_s": inference_s, "coco_s": result["coco_seconds"], "losses_s": loss_s,
+            "timing": {"inference_s": inference_s, "coco_s": result["coco_seconds"],
                        "frames_per_sec": len(gt_frames) / inference_s if inference_s > 0 else None},
         }
         if "bootstrap" in result:
