@@ -141,7 +141,7 @@ def predict_split_and_losses(
 
     compile_detector(model, keras.optimizers.SGD(learning_rate=0.0), **loss_kwargs)  # the training losses
     gt_frames, det_frames, sums = _predict(model, tfrecord_paths, image_size, batch_size, max_frames,
-                                           progress_every_s, _detect_and_loss_step(model, image_size))
+                                           progress_every_s, _detect_and_loss_step(model, image_size, batch_size))
     if not sums["batches"]:
         raise ValueError(f"no frame to compute losses on in {tfrecord_paths}")
     cls, box = sums["classification"] / sums["batches"], sums["localization"] / sums["batches"]
@@ -154,33 +154,34 @@ def predict_split_and_losses(
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _detect_and_loss_step(model: Any, image_size: int):
-    """One traced function per model, size and compiled losses: ``(images, boxes, label_ids, frame_weights)`` of
-    a padded batch to ``(decoded predictions, classification loss, localization loss)``."""
+def _detect_and_loss_step(model: Any, image_size: int, batch_size: int):
+    """One traced function per model, size, batch size and compiled losses: a batch of
+    :func:`~.data.make_inference_dataset` (``images``, ``boxes``, ``label_ids``; a short last batch is padded
+    here with blank frames that do not count) to ``(decoded predictions, classification loss, localization
+    loss)``. Traced once: every batch has the same shapes inside."""
     from urban_detection.detection.data import clean_batch_targets
     from urban_detection.detection.losses import detection_losses, loss_settings
 
     steps = _STEPS.setdefault(model, {})
-    key = (image_size, loss_settings(model))
+    key = (image_size, batch_size, loss_settings(model))
     if key not in steps:
+        size = int(image_size)
 
-        @tf.function(reduce_retracing=True)
-        def step(images, boxes, label_ids, frame_weights):
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32),
+                                      tf.TensorSpec([None, None, 4], tf.float32),
+                                      tf.TensorSpec([None, None], tf.int32)])
+        def step(images, boxes, label_ids):
+            n = tf.shape(images)[0]
+            pad = batch_size - n
+            images = tf.ensure_shape(tf.pad(images, [[0, pad], [0, 0], [0, 0], [0, 0]]), [batch_size, size, size, 3])
+            targets = clean_batch_targets(tf.pad(boxes, [[0, pad], [0, 0], [0, 0]], constant_values=-1.0),
+                                          tf.pad(label_ids, [[0, pad], [0, 0]], constant_values=-1), size)
             outputs = model(images, training=False)
-            targets = clean_batch_targets(boxes, label_ids, image_size)
-            cls, box = detection_losses(model, images, targets, outputs, frame_weights=frame_weights)
+            cls, box = detection_losses(model, images, targets, outputs, frame_weights=tf.range(batch_size) < n)
             return model.decode_predictions(outputs, images), cls, box
 
         steps[key] = step
     return steps[key]
-
-
-def _padded(array: np.ndarray, rows: int, cols: int | None, value: float) -> np.ndarray:
-    """``array`` padded with ``value`` to ``rows`` (axis 0) and ``cols`` (axis 1, when given)."""
-    pad = [(0, rows - array.shape[0])] + [(0, 0)] * (array.ndim - 1)
-    if cols is not None:
-        pad[1] = (0, cols - array.shape[1])
-    return np.pad(array, pad, constant_values=value)
 
 
 def _predict(model, tfrecord_paths, image_size: int, batch_size: int, max_frames: int | None,
@@ -202,12 +203,8 @@ def _predict(model, tfrecord_paths, image_size: int, batch_size: int, max_frames
         n = int(images.shape[0])
         if step is None:
             dets = detect_batch(model, images, image_size, pad_to=batch_size)
-        else:  # the same static shapes for every batch: blank frames (weight 0), at least 100 box slots
-            slots = max(100, int(meta["labels"].shape[1]))
-            preds, cls, box = step(_padded(images.numpy(), batch_size, None, 0.0),
-                                   _padded(meta["boxes"].numpy(), batch_size, slots, -1.0),
-                                   _padded(meta["labels"].numpy(), batch_size, slots, -1),
-                                   np.arange(batch_size) < n)
+        else:
+            preds, cls, box = step(images, meta["boxes"], tf.cast(meta["labels"], tf.int32))
             dets = postprocess_detections({k: v.numpy() for k, v in preds.items()}, (image_size, image_size))
             sums["classification"] += float(cls)
             sums["localization"] += float(box)
