@@ -193,3 +193,10 @@ def test_summary_counts_and_bad_records(records, tmp_path, caplog):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.tfrecord"):
         make_dataset([tmp_path / "nope.tfrecord"], 16, 1, training=False)
+
+
+def test_detection_datasets_run_without_autotuning(records):
+    """An autotuned iterator was sometimes held seconds after its last batch (data.without_autotune)."""
+    for ds in (make_dataset([records], 16, 2, training=True), make_dataset([records], 16, 2, training=False),
+               make_inference_dataset([records], 16, 2)):
+        assert ds.options().autotune.enabled is False
