@@ -150,6 +150,16 @@ def test_one_forward_pass_gives_the_detections_and_the_training_losses(tiny_data
     assert capped["batches"] == 1
 
 
+def test_a_split_without_a_readable_frame_gives_no_records_and_nan_losses(tiny_trained, tmp_path, caplog):
+    import tensorflow as tf
+
+    path = tmp_path / "bad.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(b"not a tf.Example")
+    gt, det, losses = predict_split_and_losses(tiny_trained["model"], [path], IMAGE_SIZE, 3)
+    assert gt == [] and det == [] and losses["batches"] == 0 and np.isnan(losses["loss/total"])
+
+
 def test_examples_pick_busy_frames_across_files_and_draw_them(tiny_data, tiny_trained):
     gt = [{"path": "a", "labels": [1] * n} for n in (1, 3, 2)] + [{"path": "b", "labels": [1] * n} for n in (2, 0)]
     assert select_examples(gt, 3) == [1, 3, 2]

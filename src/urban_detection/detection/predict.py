@@ -120,21 +120,16 @@ def predict_split(
     return gt_frames, det_frames
 
 
-def predict_split_and_losses(
-    model: Any,
-    tfrecord_paths: str | Path | Sequence[str | Path],
-    image_size: int,
-    batch_size: int,
-    max_frames: int | None = None,
-    progress_every_s: float = 10.0,
-    **loss_kwargs,
-) -> tuple[list[dict], list[dict], dict]:
+def predict_split_and_losses(model: Any, tfrecord_paths: str | Path | Sequence[str | Path], image_size: int,
+                             batch_size: int, max_frames: int | None = None, progress_every_s: float = 10.0,
+                             **loss_kwargs) -> tuple[list[dict], list[dict], dict]:
     """:func:`predict_split` of a Keras detector and the training losses of the same frames
     (:func:`evaluation_losses`' keys), from one forward pass per batch: its raw outputs are both decoded
     into the detections and scored against the frames' ground truth, cleaned as for training
     (:func:`~.data.clean_batch_targets`). The losses are the mean over batches of each batch's losses, as
     in training's validation; a short last batch is padded with blank frames that do not count.
-    ``loss_kwargs``: ``focal_alpha``, ``focal_gamma``, ``smooth_l1_beta`` of the training."""
+    ``loss_kwargs``: ``focal_alpha``, ``focal_gamma``, ``smooth_l1_beta`` of the training. No readable
+    frame: no records and NaN losses (the caller says the split was not evaluated)."""
     import keras
 
     from urban_detection.detection.losses import compile_detector, regularization_loss
@@ -142,12 +137,11 @@ def predict_split_and_losses(
     compile_detector(model, keras.optimizers.SGD(learning_rate=0.0), **loss_kwargs)  # the training losses
     gt_frames, det_frames, sums = _predict(model, tfrecord_paths, image_size, batch_size, max_frames,
                                            progress_every_s, _detect_and_loss_step(model, image_size, batch_size))
-    if not sums["batches"]:
-        raise ValueError(f"no frame to compute losses on in {tfrecord_paths}")
-    cls, box = sums["classification"] / sums["batches"], sums["localization"] / sums["batches"]
+    batches = sums["batches"]
+    cls, box = (sums["classification"] / batches, sums["localization"] / batches) if batches else (np.nan, np.nan)
     reg = float(regularization_loss(model))
     losses = {"loss/classification": cls, "loss/localization": box, "loss/regularization": reg,
-              "loss/total": cls + box + reg, "batches": sums["batches"]}
+              "loss/total": cls + box + reg, "batches": batches}
     return gt_frames, det_frames, losses
 
 
