@@ -112,14 +112,15 @@ def to_coco_ground_truth(frames: Iterable[Mapping[str, Any]]) -> dict:
             {"id": image_id, "file_name": source_id, "height": height, "width": width}
         )
         xywh, labels, unknown, empty = _ground_truth_arrays(frame)
-        for i in np.flatnonzero(unknown | empty):
+        skip = unknown | empty
+        for i in np.flatnonzero(skip):
             if unknown[i]:
                 skipped["unknown_label"] += 1
                 logger.warning("frame %s: skipping box with unknown label %d", source_id, labels[i])
             else:
                 skipped["empty_box"] += 1
                 logger.warning("frame %s: skipping box with no area", source_id)
-        for (x, y, w, h), label in zip(xywh[~(unknown | empty)], labels[~(unknown | empty)]):
+        for (x, y, w, h), label in zip(xywh[~skip], labels[~skip]):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -243,7 +244,8 @@ def coco_eval_frames(gt_frames: Sequence[Mapping[str, Any]], det_frames: Iterabl
         image_id = int(frame["image_id"])
         height, width = int(frame["height"]), int(frame["width"])
         boxes, labels, unknown, empty = _ground_truth_arrays(frame)
-        boxes, labels = boxes[~(unknown | empty)], labels[~(unknown | empty)]
+        keep = ~(unknown | empty)
+        boxes, labels = boxes[keep], labels[keep]
         parts = [_detection_arrays(rec, height, width) for rec in dets.get(image_id, [])]
         dt, dt_labels, scores = (np.concatenate(a) for a in zip(*parts)) if parts else \
             (np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))

@@ -74,12 +74,14 @@ def clean_boxes(boxes: tf.Tensor, label_ids: tf.Tensor) -> tuple[tf.Tensor, tf.T
     """Clip normalised boxes to [0, 1], map label ids to model indices, drop unknown/degenerate ones."""
     boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)
     indices = label_ids_to_indices(label_ids)
-    keep = (
-        (indices >= 0)
-        & (boxes[:, 2] - boxes[:, 0] > MIN_BOX_SIDE)
-        & (boxes[:, 3] - boxes[:, 1] > MIN_BOX_SIDE)
-    )
+    keep = _kept(boxes, indices)
     return tf.boolean_mask(boxes, keep), tf.boolean_mask(indices, keep)
+
+
+def _kept(boxes: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """Which clipped boxes (``[..., 4]``) training keeps: a known class and both sides above ``MIN_BOX_SIDE``."""
+    height, width = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return (indices >= 0) & (height > MIN_BOX_SIDE) & (width > MIN_BOX_SIDE)
 
 
 def pad_boxes(boxes: tf.Tensor, labels: tf.Tensor, max_boxes: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -110,8 +112,7 @@ def clean_batch_targets(boxes: tf.Tensor, label_ids: tf.Tensor, image_size: int,
     ``label_ids`` ``[B, N]`` as :func:`make_inference_dataset`'s ``meta`` (padding -1)."""
     boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)
     indices = label_ids_to_indices(label_ids)
-    keep = (indices >= 0) & (boxes[..., 2] - boxes[..., 0] > MIN_BOX_SIDE) & \
-        (boxes[..., 3] - boxes[..., 1] > MIN_BOX_SIDE)
+    keep = _kept(boxes, indices)
     order = tf.argsort(tf.cast(~keep, tf.int32), axis=1, stable=True)[:, :max_boxes]  # kept boxes first
     keep = tf.gather(keep, order, batch_dims=1)
     boxes = tf.where(keep[..., None], tf.gather(boxes, order, batch_dims=1) * float(image_size), -1.0)
