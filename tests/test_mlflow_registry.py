@@ -192,3 +192,15 @@ def test_a_copied_project_keeps_its_artifacts(runs, tmp_path):
         os.chdir(tmp_path)
         aside.rename(project)
         mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def test_each_evaluation_figure_is_drawn_once_the_same_png_in_mlflow_and_in_the_catalog(runs, monkeypatch):
+    project, out = runs
+    monkeypatch.chdir(project)  # the store keeps artifact locations relative to the project
+    run_id = out["worse"]["run_id"]  # the last run: the catalog's folder holds its figures
+    logged = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/evaluation/figures"))
+    names = sorted(p.name for p in logged.glob("*.png"))
+    assert {"pr_curves_test.png", "confusion_test.png", "slices_test.png", "results.png"} <= set(names)
+    folder = project / "data/08_reporting/fast_cpu/evaluation"
+    for name in names:
+        assert (logged / name).read_bytes() == (folder / name).read_bytes(), name

@@ -1,4 +1,5 @@
-"""A folder of matplotlib figures (a node returns a dict ``{file name: figure}``) with a ``kedro viz`` preview.
+"""A folder of matplotlib figures (a node returns a dict ``{file name: figure or PNG bytes}``) with a ``kedro viz``
+preview.
 
 kedro-datasets' ``matplotlib.MatplotlibDataset`` saves such a dict into the folder of its
 ``filepath``, but its ``preview()`` opens ``filepath`` as one image, which fails on a folder
@@ -23,6 +24,14 @@ DEFAULT_FIGURES = ("pr_curves_test.png", "confusion_test.png", "slices_test.png"
 
 class FiguresDataset(MatplotlibDataset):
     """``matplotlib.MatplotlibDataset`` of a dict of figures (a folder), previewed as a contact sheet."""
+
+    def _save_to_fs(self, full_key_path: str, plot) -> None:
+        """A figure is drawn with the dataset's ``save_args``; PNG bytes (a figure the node drew already,
+        e.g. once for MLflow and this folder alike) are written as they are."""
+        if not isinstance(plot, (bytes, bytearray)):
+            return super()._save_to_fs(full_key_path, plot)
+        with self._fs.open(full_key_path, **self._fs_open_args_save) as fs_file:
+            fs_file.write(bytes(plot))
 
     def preview(self, figures: list[str] | None = None, columns: int = 2, tile: int = 480) -> ImagePreview:
         """The first file matching each pattern of ``figures``, ``tile`` px at most each, ``columns`` per row."""

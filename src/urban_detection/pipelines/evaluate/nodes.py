@@ -15,7 +15,9 @@ Per selected experiment (one Kedro namespace each, like the train pipeline):
 """
 from __future__ import annotations
 
+import io
 import logging
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -59,6 +61,7 @@ def make_evaluate_node(name: str) -> Callable:
                  split_manifest: pd.DataFrame, params: dict) -> tuple:
         check_provenance(model, config, trips, split_manifest)
         doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips)
+        figures = png_figures(figures, (params or {}).get("figure_dpi", 110))
         _log_evaluation(model, doc, files, figures, tables,
                         log_files=bool((params or {}).get("log_coco_files", False)))
         return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
@@ -78,6 +81,7 @@ def make_stored_reference_node(name: str) -> Callable:
                  model.step)
         doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips)
         doc["stored_reference"] = True
+        figures = png_figures(figures, (params or {}).get("figure_dpi", 110))
         _log_evaluation(model, doc, files, figures, tables,
                         log_files=bool((params or {}).get("log_coco_files", False)))
         return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
@@ -251,6 +255,16 @@ def format_metric(split_doc: dict, metric: str, digits: int = 3) -> str:
     return format_interval((split_doc.get("metrics") or {}).get(metric), ci.get("low"), ci.get("high"), digits)
 
 
+def png_figures(figures: dict, dpi: float) -> dict[str, bytes]:
+    """Each figure drawn once as PNG bytes: the same file goes to MLflow and to ``<name>.evaluation_figures``."""
+    out = {}
+    for key, fig in figures.items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=float(dpi))
+        out[key] = buffer.getvalue()
+    return out
+
+
 def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: dict, tables: dict,
                     log_files: bool = False) -> None:
     import mlflow
@@ -277,8 +291,11 @@ def _log_evaluation(trained: TrainedDetector, doc: dict, files: dict, figures: d
         if log_files:  # always in data/07_model_output/<experiment>/
             for key, obj in files.items():
                 mlflow.log_dict(obj() if callable(obj) else obj, f"evaluation/coco/{key}.json")
-        for key, fig in figures.items():
-            mlflow.log_figure(fig, f"evaluation/figures/{key}")
+        if figures:
+            with tempfile.TemporaryDirectory() as folder:
+                for key, png in figures.items():
+                    (Path(folder) / key).write_bytes(png)
+                mlflow.log_artifacts(folder, "evaluation/figures")
 
 
 # --------------------------------------------------------------------------- evaluation frames
