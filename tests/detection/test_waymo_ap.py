@@ -13,7 +13,9 @@ from urban_detection.detection.waymo_ap import (
     WAYMO_SCORE_CUTOFFS,
     ap_from_totals,
     ap_key,
+    aps_from_totals,
     average_precision,
+    average_precisions,
     box_iou,
     class_average_precision,
     count_matches,
@@ -259,6 +261,26 @@ def test_reference_ap_agrees_with_the_library_integration_on_random_curves():
         recalls = list(np.round(rng.random(n), int(rng.integers(1, 4))))
         precisions = list(rng.random(n))
         assert average_precision(precisions, recalls) == pytest.approx(ref_ap(precisions, recalls), abs=1e-9)
+
+
+def test_many_rows_at_once_give_each_rows_own_ap():
+    """The bootstrap scores every draw in one call: each row as the reference scores it alone, rows of
+    recall 0 only score 0, and a row without ground truth is NaN."""
+    rng = np.random.default_rng(3)
+    recalls = np.round(rng.random((300, 9)), 1)
+    recalls[:5] = 0.0
+    precisions = rng.random((300, 9))
+    got = average_precisions(precisions, recalls)
+    assert got.shape == (300,) and (got[:5] == 0.0).all()
+    for row in range(300):
+        assert got[row] == pytest.approx(ref_ap(list(precisions[row]), list(recalls[row])), abs=1e-12), row
+    tp = np.array([[3.0, 2.0, 0.0], [0.0, 0.0, 0.0], [5.0, 5.0, 1.0]])
+    fp = np.array([[4.0, 1.0, 0.0], [2.0, 1.0, 0.0], [9.0, 2.0, 0.0]])
+    gt = np.array([4.0, 0.0, 6.0])
+    ap = aps_from_totals(tp, fp, gt)
+    assert math.isnan(ap[1])
+    assert ap[0] == ap_from_totals(tp[0], fp[0], 4.0) and ap[2] == ap_from_totals(tp[2], fp[2], 6.0)
+    assert 0.0 < ap[0] < 1.0 and average_precisions(np.zeros((0, 3)), np.zeros((0, 3))).shape == (0,)
 
 
 # --------------------------------------------------------------------------- known answers

@@ -261,12 +261,12 @@ def waymo_trip_counts(gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequen
 def waymo_draw_metrics(counts: Mapping[int, WaymoTripCounts], weights: np.ndarray) -> dict[str, np.ndarray]:
     """Every draw's Waymo-style AP per class and ``Waymo2D/mAP`` (mean of the defined classes): a draw
     only re-weights the per-trip counts of :func:`waymo_trip_counts`."""
-    from urban_detection.detection.waymo_ap import MAP_KEY, ap_from_totals, ap_key
+    from urban_detection.detection.waymo_ap import MAP_KEY, ap_key, aps_from_totals
 
     out: dict[str, np.ndarray] = {}
     for label, c in counts.items():
-        tp, fp, gt = weights @ c.true_positives, weights @ c.false_positives, weights @ c.ground_truth
-        out[ap_key(label)] = np.array([ap_from_totals(tp[b], fp[b], gt[b]) for b in range(len(weights))])
+        out[ap_key(label)] = aps_from_totals(weights @ c.true_positives, weights @ c.false_positives,
+                                             weights @ c.ground_truth)
     per_class = np.stack(list(out.values()), axis=1)
     defined = np.isfinite(per_class)
     total = np.where(defined, per_class, 0.0).sum(axis=1)

@@ -413,10 +413,19 @@ def count_matches(
 
 def precision_recall(counts: MatchCounts) -> tuple[np.ndarray, np.ndarray]:
     """Waymo's precision and recall per cutoff: precision 0 when nothing is kept, 1 where recall is 0."""
-    tp = counts.true_positives.astype(np.float64)
-    kept = tp + counts.false_positives
+    precision, recall = _precision_recall_rows(counts.true_positives[None], counts.false_positives[None],
+                                               np.array([counts.num_ground_truth], np.float64))
+    return precision[0], recall[0]
+
+
+def _precision_recall_rows(true_positives: np.ndarray, false_positives: np.ndarray, num_ground_truth: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`precision_recall` of each row: ``(B, C)`` counts and ``(B,)`` ground-truth boxes."""
+    tp = np.asarray(true_positives, np.float64)
+    kept = tp + np.asarray(false_positives, np.float64)
     precision = np.divide(tp, kept, out=np.zeros_like(tp), where=kept > 0)
-    recall = tp / counts.num_ground_truth if counts.num_ground_truth > 0 else np.zeros_like(tp)
+    gt = np.asarray(num_ground_truth, np.float64)[:, None]
+    recall = np.divide(tp, gt, out=np.zeros_like(tp), where=gt > 0)
     precision[recall == 0] = 1.0
     return precision, recall
 
@@ -427,25 +436,39 @@ def average_precision(precisions: Sequence[float], recalls: Sequence[float],
 
     See the module docstring. Returns 0 when no point has recall above 0.
     """
+    return float(average_precisions(np.asarray(precisions, np.float64).reshape(1, -1),
+                                    np.asarray(recalls, np.float64).reshape(1, -1), recall_delta)[0])
+
+
+def average_precisions(precisions: np.ndarray, recalls: np.ndarray, recall_delta: float = RECALL_DELTA) -> np.ndarray:
+    """:func:`average_precision` of each row of ``(B, C)`` precisions and recalls, all rows at once.
+
+    Each row's points, with ``(recall 0, precision 1)`` added, are walked from high to low recall
+    (points of equal recall are one, at their best precision) keeping the running maximum ``P`` of
+    the precision. From one recall ``r`` to the next lower ``s``, Waymo inserts ``k`` points every
+    ``recall_delta`` at the precision ``P(r)`` while more than ``recall_delta`` (+1e-6) remains, then
+    the point ``(s, P(s))``: the trapezoids add up to ``P(r) k d + (r - k d - s) (P(r) + P(s)) / 2``.
+    The last point (recall 0) takes its neighbour's precision ``P(r)``."""
     if not 0.0 < recall_delta <= 1.0:
         raise ValueError(f"recall_delta must be in (0, 1], got {recall_delta}")
-    best: dict[float, float] = {0.0: 1.0}
-    for p, r in zip(np.asarray(precisions, np.float64), np.asarray(recalls, np.float64)):
-        best[float(r)] = max(best.get(float(r), 0.0), float(p))
-    if len(best) < 2:
-        return 0.0
-    points: list[list[float]] = []  # [recall, precision], from high recall to low
-    running, last = 0.0, None
-    for r in sorted(best, reverse=True):
-        while last is not None and last - r > recall_delta + 1e-6:
-            last -= recall_delta
-            points.append([last, running])
-        running = max(running, best[r])
-        points.append([r, running])
-        last = r
-    points[-1][1] = points[-2][1]  # recall 0 takes its neighbour's precision, not the added 1.0
-    pts = np.asarray(points)
-    return float(np.sum(0.5 * (pts[:-1, 0] - pts[1:, 0]) * (pts[:-1, 1] + pts[1:, 1])))
+    rows = np.asarray(recalls, np.float64).shape[0]
+    recall = np.concatenate([np.asarray(recalls, np.float64), np.zeros((rows, 1))], axis=1)
+    precision = np.concatenate([np.asarray(precisions, np.float64), np.ones((rows, 1))], axis=1)
+    order = np.argsort(-recall, axis=1, kind="stable")
+    recall = np.take_along_axis(recall, order, axis=1)
+    running = np.maximum.accumulate(np.take_along_axis(precision, order, axis=1), axis=1)
+    last = np.ones(recall.shape, dtype=bool)  # the last of each run of equal recall: one point, best precision
+    last[:, :-1] = recall[:, 1:] != recall[:, :-1]
+    row, col = np.nonzero(last)  # every row's points, high to low recall; recall 0 is each row's last
+    r, best = recall[row, col], running[row, col]
+    hi = np.flatnonzero(row[:-1] == row[1:])  # consecutive points of one row: from hi to hi + 1
+    lo = hi + 1
+    final = np.append(row[1:] != row[:-1], True)[lo]  # the segment ending at recall 0
+    gap = r[hi] - r[lo]
+    k = np.maximum(0.0, np.ceil((gap - recall_delta - 1e-6) / recall_delta))
+    p_lo = np.where(final, best[hi], best[lo])
+    area = best[hi] * k * recall_delta + 0.5 * (gap - k * recall_delta) * (best[hi] + p_lo)
+    return np.bincount(row[hi], weights=area, minlength=rows)
 
 
 def class_average_precision(counts: MatchCounts, recall_delta: float = RECALL_DELTA) -> float:
@@ -459,9 +482,18 @@ def ap_from_totals(true_positives: Sequence[float], false_positives: Sequence[fl
                    recall_delta: float = RECALL_DELTA) -> float:
     """AP of one class from its TP and FP at each score cutoff ``(C,)`` and its number of ground-truth
     boxes: sums over frames, possibly re-weighted (floats are fine). NaN when ``num_ground_truth`` is 0."""
-    counts = MatchCounts(np.zeros(0, np.float32), np.asarray(true_positives, np.float64),
-                         np.asarray(false_positives, np.float64), num_ground_truth)
-    return class_average_precision(counts, recall_delta)
+    return float(aps_from_totals(np.asarray(true_positives, np.float64)[None],
+                                 np.asarray(false_positives, np.float64)[None],
+                                 np.array([num_ground_truth], np.float64), recall_delta)[0])
+
+
+def aps_from_totals(true_positives: np.ndarray, false_positives: np.ndarray, num_ground_truth: np.ndarray,
+                    recall_delta: float = RECALL_DELTA) -> np.ndarray:
+    """:func:`ap_from_totals` of each row (``(B, C)`` counts, ``(B,)`` ground truth; e.g. one per bootstrap
+    draw), all rows at once: ``(B,)``, NaN where a row has no ground truth."""
+    gt = np.asarray(num_ground_truth, np.float64)
+    ap = average_precisions(*_precision_recall_rows(true_positives, false_positives, gt), recall_delta)
+    return np.where(gt > 0, ap, np.nan)
 
 
 def waymo_metrics(
