@@ -1,5 +1,7 @@
 import math
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -105,6 +107,16 @@ def test_load_frames_resizes_and_skips_bad_records(tmp_path, caplog):
     assert [g["source_id"] for g in gt] == ["trip/0", "trip/1", "trip/3", "trip/4"]
     with pytest.raises(ValueError, match="no TFRecord"):
         load_frames([], 16)
+
+
+def test_load_frames_reads_a_truncated_file_up_to_its_break_and_says_where(tmp_path, caplog):
+    path = _write(tmp_path / "cut.tfrecord", 5, 0)
+    path_obj = Path(path)
+    path_obj.write_bytes(path_obj.read_bytes()[:-20])  # the last record loses its tail
+    assert count_records(path) == 4
+    images, gt = load_frames(path, 16, max_frames=None)
+    assert [g["source_id"] for g in gt] == ["trip/0", "trip/1", "trip/2", "trip/3"] and images.shape[0] == 4
+    assert any(str(path) in r.getMessage() and "record 4" in r.getMessage() for r in caplog.records)
 
 
 def test_val_coco_metrics_of_a_perfect_and_a_wrong_detector(files):

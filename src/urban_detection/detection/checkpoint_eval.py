@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from urban_detection.detection.best_metric import DIRECTIONS, metric_direction
 from urban_detection.detection.coco import coco_metrics, to_coco_detections, to_coco_ground_truth
 from urban_detection.detection.data import parse_example
 from urban_detection.detection.predict import detect_batch
+from urban_detection.waymo.records import RecordReadError, iter_records
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,18 @@ MODES = DIRECTIONS
 
 def count_records(path: str | Path) -> int:
     """Number of readable records in one TFRecord file (read, not parsed; a damaged tail is not counted)."""
-    records = tf.data.TFRecordDataset(str(path)).ignore_errors(log_warning=True)
-    return int(records.reduce(np.int64(0), lambda n, _: n + 1))
+    return sum(1 for _ in _readable_records(str(path), warn=False))
+
+
+def _readable_records(path: str, warn: bool = True) -> Iterator[bytes]:
+    """The records of ``path`` up to where it stops being readable (TensorFlow's record reader, no pipeline)."""
+    try:
+        for _, data in iter_records(path):
+            yield data
+    except RecordReadError as e:
+        if warn:
+            log.warning("%s: record %d: %s (%s); the records from there on are not read", path, e.index, e.message,
+                        e.kind)
 
 
 def spread_indices(total: int, max_frames: int | None) -> np.ndarray:
@@ -55,22 +66,19 @@ def spread_indices(total: int, max_frames: int | None) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, total - 1, max_frames)).astype(np.int64))
 
 
-def _read_records(path: str, wanted: np.ndarray, image_size: int) -> tf.data.Dataset:
-    """The records of ``path`` whose index is in ``wanted``, parsed and resized (bad ones skipped)."""
-    indices = tf.constant(wanted, tf.int64)
+def _prepared(serialized: list[bytes], image_size: int) -> tf.data.Dataset:
+    """The records parsed and resized as for evaluation, with their position in ``serialized`` (records that do
+    not parse are skipped with a warning)."""
 
-    def prepare(serialized):
-        ex = parse_example(serialized)
+    def prepare(record, position):
+        ex = parse_example(record)
         image = tf.image.resize(tf.cast(ex["image"], tf.float32), [image_size, image_size])
         image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-        return image, ex["boxes"], ex["labels"], ex["source_id"], ex["height"], ex["width"]
+        return image, ex["boxes"], ex["labels"], ex["source_id"], ex["height"], ex["width"], position
 
-    ds = (tf.data.TFRecordDataset(path)
-          .ignore_errors(log_warning=True)  # as in count_records, so that the indices agree
-          .enumerate()
-          .filter(lambda i, _: tf.reduce_any(tf.equal(i, indices)))
-          .map(lambda _, s: prepare(s)))
-    return ds.ignore_errors(log_warning=True)
+    positions = tf.range(len(serialized), dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(serialized, tf.string), positions))
+    return ds.map(prepare).ignore_errors(log_warning=True)
 
 
 def load_frames(
@@ -93,23 +101,27 @@ def load_frames(
     counts = [count_records(p) for p in paths]
     chosen = spread_indices(sum(counts), max_frames)
     offsets = np.cumsum([0, *counts])
+    serialized, files = [], []  # one pass per file keeps only the chosen records; one pipeline decodes them
+    for k, path in enumerate(paths):
+        local = set((chosen[(chosen >= offsets[k]) & (chosen < offsets[k + 1])] - offsets[k]).tolist())
+        if local:
+            kept = [data for i, data in enumerate(_readable_records(path)) if i in local]
+            serialized += kept
+            files += [path] * len(kept)
     images: list[np.ndarray] = []
     ground_truth: list[dict] = []
-    for k, path in enumerate(paths):
-        local = chosen[(chosen >= offsets[k]) & (chosen < offsets[k + 1])] - offsets[k]
-        if not len(local):
-            continue
-        for image, boxes, labels, source_id, height, width in _read_records(path, local, image_size):
-            images.append(image.numpy())
-            ground_truth.append({
-                "image_id": len(ground_truth) + 1,
-                "source_id": source_id.numpy().decode(errors="replace"),
-                "path": path,
-                "height": int(height),
-                "width": int(width),
-                "boxes": np.clip(boxes.numpy(), 0.0, 1.0).astype(np.float32).reshape(-1, 4),
-                "labels": labels.numpy().astype(np.int32),
-            })
+    for image, boxes, labels, source_id, height, width, position in (_prepared(serialized, image_size)
+                                                                      if serialized else []):
+        images.append(image.numpy())
+        ground_truth.append({
+            "image_id": len(ground_truth) + 1,
+            "source_id": source_id.numpy().decode(errors="replace"),
+            "path": files[int(position)],
+            "height": int(height),
+            "width": int(width),
+            "boxes": np.clip(boxes.numpy(), 0.0, 1.0).astype(np.float32).reshape(-1, 4),
+            "labels": labels.numpy().astype(np.int32),
+        })
     if not images:
         raise ValueError(f"no readable frame in {len(paths)} file(s), e.g. {paths[0]}")
     log.info("loaded %d validation frames of %d (%d file(s)) in %.1fs", len(images), sum(counts), len(paths),
