@@ -28,8 +28,16 @@ class Shader:
             grey = np.float32(150 * (0.3 if self.night else 1.0))
             sky_top, sky_bottom = 0.35 * sky_top + 0.65 * grey, 0.35 * sky_bottom + 0.65 * grey
         self.sky = (sky_top, sky_bottom)
+        self._shaded: dict = {}  # a trip draws a few dozen colours tens of thousands of times
 
     def __call__(self, rgb, obj: bool = False, alpha: int = 255) -> tuple[int, int, int, int]:
+        key = (tuple(rgb), obj, alpha)
+        shaded = self._shaded.get(key)
+        if shaded is None:
+            shaded = self._shaded[key] = self._shade(rgb, obj, alpha)
+        return shaded
+
+    def _shade(self, rgb, obj: bool, alpha: int) -> tuple[int, int, int, int]:
         c = np.asarray(rgb, np.float32)
         if self.desat:
             c = c * (1 - self.desat) + c.mean() * self.desat
