@@ -4,7 +4,7 @@ import warnings
 from kedro.config import OmegaConfigLoader
 
 from urban_detection.hooks import (ClusterTrackingHooks, ExperimentSelectionHooks, MlflowRunHooks, ModelArtifactsHooks,
-                                   NodeTimingHooks, OutputOwnershipHooks)
+                                   NodeTimingHooks, OutputOwnershipHooks, WorkerPoolHooks)
 from urban_detection.project import project_root
 
 # Library deprecation chatter that says nothing about this project's runs.
@@ -18,7 +18,7 @@ with warnings.catch_warnings(record=True):
 
 
 HOOKS = (ExperimentSelectionHooks(), OutputOwnershipHooks(), ModelArtifactsHooks(), MlflowRunHooks(), NodeTimingHooks(),
-         ClusterTrackingHooks())
+         ClusterTrackingHooks(), WorkerPoolHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

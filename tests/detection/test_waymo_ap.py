@@ -13,9 +13,7 @@ from urban_detection.detection.waymo_ap import (
     WAYMO_SCORE_CUTOFFS,
     ap_from_totals,
     ap_key,
-    aps_from_totals,
     average_precision,
-    average_precisions,
     box_iou,
     class_average_precision,
     count_matches,
@@ -25,6 +23,7 @@ from urban_detection.detection.waymo_ap import (
     precision_recall,
     waymo_metrics,
 )
+from urban_detection.detection.waymo_pr import aps_from_totals, average_precisions
 from urban_detection.waymo.example import CLASS_IDS, LABEL_MAP
 
 VEHICLE, PEDESTRIAN, CYCLIST = (CLASS_IDS[n] for n in ("vehicle", "pedestrian", "cyclist"))

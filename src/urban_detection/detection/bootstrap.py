@@ -261,7 +261,8 @@ def waymo_trip_counts(gt_frames: Sequence[Mapping[str, Any]], det_frames: Sequen
 def waymo_draw_metrics(counts: Mapping[int, WaymoTripCounts], weights: np.ndarray) -> dict[str, np.ndarray]:
     """Every draw's Waymo-style AP per class and ``Waymo2D/mAP`` (mean of the defined classes): a draw
     only re-weights the per-trip counts of :func:`waymo_trip_counts`."""
-    from urban_detection.detection.waymo_ap import MAP_KEY, ap_key, aps_from_totals
+    from urban_detection.detection.waymo_ap import MAP_KEY, ap_key
+    from urban_detection.detection.waymo_pr import aps_from_totals
 
     out: dict[str, np.ndarray] = {}
     for label, c in counts.items():

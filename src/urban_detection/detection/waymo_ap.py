@@ -82,6 +82,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from urban_detection.detection.waymo_pr import RECALL_DELTA, aps_from_totals, average_precisions, precision_recall_rows
 from urban_detection.waymo.example import LABEL_MAP
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,6 @@ if set(IOU_THRESHOLDS) != set(LABEL_MAP):
     raise RuntimeError(f"Waymo IoU thresholds {sorted(IOU_THRESHOLDS)} do not cover the label map {sorted(LABEL_MAP)}")
 # Score cutoffs of Waymo's compute_detection_metrics_main: i * 0.01 for i < 100, then 1.0 (float32 as in its proto).
 WAYMO_SCORE_CUTOFFS: np.ndarray = np.append(np.arange(100) * 0.01, 1.0).astype(np.float32)
-RECALL_DELTA = 0.05  # Config.desired_recall_delta default
 MATCHERS: tuple[str, ...] = ("hungarian", "score_first")  # Waymo's TYPE_HUNGARIAN (its default), TYPE_SCORE_FIRST
 DEFAULT_MATCHER = "hungarian"
 MAX_IOU = 1_000_000  # matcher.cc's kMaxIoU: the Hungarian matcher sums round(IoU * kMaxIoU)
@@ -413,21 +413,9 @@ def count_matches(
 
 def precision_recall(counts: MatchCounts) -> tuple[np.ndarray, np.ndarray]:
     """Waymo's precision and recall per cutoff: precision 0 when nothing is kept, 1 where recall is 0."""
-    precision, recall = _precision_recall_rows(counts.true_positives[None], counts.false_positives[None],
-                                               np.array([counts.num_ground_truth], np.float64))
+    precision, recall = precision_recall_rows(counts.true_positives[None], counts.false_positives[None],
+                                              np.array([counts.num_ground_truth], np.float64))
     return precision[0], recall[0]
-
-
-def _precision_recall_rows(true_positives: np.ndarray, false_positives: np.ndarray, num_ground_truth: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`precision_recall` of each row: ``(B, C)`` counts and ``(B,)`` ground-truth boxes."""
-    tp = np.asarray(true_positives, np.float64)
-    kept = tp + np.asarray(false_positives, np.float64)
-    precision = np.divide(tp, kept, out=np.zeros_like(tp), where=kept > 0)
-    gt = np.asarray(num_ground_truth, np.float64)[:, None]
-    recall = np.divide(tp, gt, out=np.zeros_like(tp), where=gt > 0)
-    precision[recall == 0] = 1.0
-    return precision, recall
 
 
 def average_precision(precisions: Sequence[float], recalls: Sequence[float],
@@ -438,37 +426,6 @@ def average_precision(precisions: Sequence[float], recalls: Sequence[float],
     """
     return float(average_precisions(np.asarray(precisions, np.float64).reshape(1, -1),
                                     np.asarray(recalls, np.float64).reshape(1, -1), recall_delta)[0])
-
-
-def average_precisions(precisions: np.ndarray, recalls: np.ndarray, recall_delta: float = RECALL_DELTA) -> np.ndarray:
-    """:func:`average_precision` of each row of ``(B, C)`` precisions and recalls, all rows at once.
-
-    Each row's points, with ``(recall 0, precision 1)`` added, are walked from high to low recall
-    (points of equal recall are one, at their best precision) keeping the running maximum ``P`` of
-    the precision. From one recall ``r`` to the next lower ``s``, Waymo inserts ``k`` points every
-    ``recall_delta`` at the precision ``P(r)`` while more than ``recall_delta`` (+1e-6) remains, then
-    the point ``(s, P(s))``: the trapezoids add up to ``P(r) k d + (r - k d - s) (P(r) + P(s)) / 2``.
-    The last point (recall 0) takes its neighbour's precision ``P(r)``."""
-    if not 0.0 < recall_delta <= 1.0:
-        raise ValueError(f"recall_delta must be in (0, 1], got {recall_delta}")
-    rows = np.asarray(recalls, np.float64).shape[0]
-    recall = np.concatenate([np.asarray(recalls, np.float64), np.zeros((rows, 1))], axis=1)
-    precision = np.concatenate([np.asarray(precisions, np.float64), np.ones((rows, 1))], axis=1)
-    order = np.argsort(-recall, axis=1, kind="stable")
-    recall = np.take_along_axis(recall, order, axis=1)
-    running = np.maximum.accumulate(np.take_along_axis(precision, order, axis=1), axis=1)
-    last = np.ones(recall.shape, dtype=bool)  # the last of each run of equal recall: one point, best precision
-    last[:, :-1] = recall[:, 1:] != recall[:, :-1]
-    row, col = np.nonzero(last)  # every row's points, high to low recall; recall 0 is each row's last
-    r, best = recall[row, col], running[row, col]
-    hi = np.flatnonzero(row[:-1] == row[1:])  # consecutive points of one row: from hi to hi + 1
-    lo = hi + 1
-    final = np.append(row[1:] != row[:-1], True)[lo]  # the segment ending at recall 0
-    gap = r[hi] - r[lo]
-    k = np.maximum(0.0, np.ceil((gap - recall_delta - 1e-6) / recall_delta))
-    p_lo = np.where(final, best[hi], best[lo])
-    area = best[hi] * k * recall_delta + 0.5 * (gap - k * recall_delta) * (best[hi] + p_lo)
-    return np.bincount(row[hi], weights=area, minlength=rows)
 
 
 def class_average_precision(counts: MatchCounts, recall_delta: float = RECALL_DELTA) -> float:
@@ -485,15 +442,6 @@ def ap_from_totals(true_positives: Sequence[float], false_positives: Sequence[fl
     return float(aps_from_totals(np.asarray(true_positives, np.float64)[None],
                                  np.asarray(false_positives, np.float64)[None],
                                  np.array([num_ground_truth], np.float64), recall_delta)[0])
-
-
-def aps_from_totals(true_positives: np.ndarray, false_positives: np.ndarray, num_ground_truth: np.ndarray,
-                    recall_delta: float = RECALL_DELTA) -> np.ndarray:
-    """:func:`ap_from_totals` of each row (``(B, C)`` counts, ``(B,)`` ground truth; e.g. one per bootstrap
-    draw), all rows at once: ``(B,)``, NaN where a row has no ground truth."""
-    gt = np.asarray(num_ground_truth, np.float64)
-    ap = average_precisions(*_precision_recall_rows(true_positives, false_positives, gt), recall_delta)
-    return np.where(gt > 0, ap, np.nan)
 
 
 def waymo_metrics(

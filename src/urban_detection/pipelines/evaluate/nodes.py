@@ -361,6 +361,7 @@ def ingest_eval_trips(trips: Trips, split_manifest, eval_trip_store: Path, inges
         stride=stride,
         force=bool(ingest_params.get("force", False)),
         ray_address=ingest_params.get("ray_address"),
+        keep_pool=bool(ingest_params.get("keep_workers", False)) and ingest_params.get("ray_address") is None,
     )
     kept = set(wanted["trip"])
     index = result.index_frame()

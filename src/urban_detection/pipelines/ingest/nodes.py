@@ -105,6 +105,8 @@ def ingest_trips(synthetic_manifest, trip_store: Path, params: dict) -> tuple[Tr
         stride=int(params.get("frame_stride", 10)),
         force=bool(params.get("force", False)),
         ray_address=params.get("ray_address"),
+        # the local helpers stay up for the evaluation frames (hooks/pools.py stops them); embedded Ray does not
+        keep_pool=bool(params.get("keep_workers", False)) and params.get("ray_address") is None,
     )
     index = result.index_frame()
     for col in ("time_of_day", "weather", "location"):
