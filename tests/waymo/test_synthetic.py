@@ -195,3 +195,13 @@ def test_written_segments_are_deterministic_waymo_files(tmp_path):
         assert len(fp.find_labels(frame, "FRONT_LEFT")) == len(ref.cameras["FRONT_LEFT"].ids)
     counts = {c.type: c.count for c in frames[0].context.stats.camera_object_counts}
     assert counts.get(4, 0) >= 1
+
+
+def test_the_front_camera_is_the_same_whichever_other_cameras_are_drawn():
+    """synthetic.cameras: [FRONT] (the default run's) leaves out FRONT_LEFT without changing a FRONT frame."""
+    both = syn.render_trip(3, 6, width=192, height=128, seed=2, cameras=("FRONT", "FRONT_LEFT"))
+    front = syn.render_trip(3, 6, width=192, height=128, seed=2, cameras=("FRONT",))
+    assert both.name == front.name and both.stats == front.stats
+    for a, b in zip(both.frames, front.frames):
+        assert set(b.cameras) == {"FRONT"} and a.timestamp_micros == b.timestamp_micros
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.boxes, b.boxes) and a.ids == b.ids

@@ -21,7 +21,8 @@ from urban_detection.waymo.synthetic import write_synthetic_trips
 from urban_detection.waymo.trips import Trips
 
 log = logging.getLogger(__name__)
-GENERATION_KEYS = ("trips", "frames_per_trip", "width", "height", "seed")
+GENERATION_KEYS = ("trips", "frames_per_trip", "width", "height", "seed")  # and "cameras"
+DEFAULT_CAMERAS = ("FRONT", "FRONT_LEFT")  # the library's; conf/base sets FRONT only
 STAMP = "synthetic_params.json"  # in the synthetic folder: which files this project generated, with which settings
 
 
@@ -45,6 +46,7 @@ def write_synthetic(out_dir: Path, params: dict, source_dir: str) -> dict:
         log.info("ingest.source_dir=%s is not the synthetic folder; no synthetic trips generated", source_dir)
         return {"generated": False, "source_dir": str(source_dir), "files": []}
     gen = {k: int(params[k]) for k in GENERATION_KEYS}
+    gen["cameras"] = [str(c) for c in params.get("cameras") or DEFAULT_CAMERAS]
     stamp = out_dir / STAMP
     previous = json.loads(stamp.read_text()) if stamp.is_file() else None
     if previous and previous.get("params") == gen and all((out_dir / f).is_file() for f in previous["files"]):
@@ -54,7 +56,7 @@ def write_synthetic(out_dir: Path, params: dict, source_dir: str) -> dict:
         files.remove_owned(out_dir / name)
     written = write_synthetic_trips(out_dir, n_trips=gen["trips"], frames_per_trip=gen["frames_per_trip"],
                                     width=gen["width"], height=gen["height"], seed=gen["seed"],
-                                    workers=int(params.get("workers", 2)), progress=True)
+                                    cameras=gen["cameras"], workers=int(params.get("workers", 2)), progress=True)
     manifest = {"params": gen, "files": sorted(Path(f).name for f in written)}
     files.write_text(stamp, json.dumps(manifest, indent=2))
     return {"generated": True, "source_dir": str(out_dir), **manifest}
