@@ -20,6 +20,6 @@ fi
 source .venv/bin/activate
 export KERAS_BACKEND=tensorflow
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 MLFLOW_ENABLE_ASYNC_LOGGING=false
+export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true MLFLOW_ENABLE_ASYNC_LOGGING=false
 if [ $# -eq 0 ]; then exec bash; fi
 exec "$@"

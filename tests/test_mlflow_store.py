@@ -124,3 +124,17 @@ def test_kedro_help_prints_no_warning(tmp_path):
     assert "mlflow" in done.stdout and "run" in done.stdout  # the project's and kedro-mlflow's commands
     output = done.stdout + done.stderr
     assert "Warning" not in output and "WARNING" not in output, output[-3000:]
+
+
+def test_the_project_turns_mlflow_telemetry_off_before_any_run():
+    """No network at run time: MLflow 3 sends usage telemetry unless told not to (DO_NOT_TRACK=1 does not count,
+    only "true"). A process that loads the project's settings, in an environment that says nothing about it
+    (no CI or pytest marker either), has no telemetry client."""
+    quiet = {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS"}
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    code = ("import os, urban_detection.settings\n"
+            "from mlflow.telemetry.client import get_telemetry_client\n"
+            "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], get_telemetry_client())")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].split() == ["true", "None"]

@@ -1,4 +1,5 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+import os
 import warnings
 
 from kedro.config import OmegaConfigLoader
@@ -13,8 +14,18 @@ warnings.filterwarnings("ignore", message=r".*contain '.' characters.*")  # "<ex
 # kedro-mlflow's CLI plugin (loaded by every `kedro` command, after these settings) defines a pyfunc
 # model whose `predict` has no type hints, and MLflow warns about it once, under a warning filter of
 # its own that an "ignore" filter cannot override. Defining it here, with the warning caught, is that once.
+# No network at run time: MLflow 3 would otherwise fetch a telemetry config from the internet and send
+# usage records (only DO_NOT_TRACK=true, not 1, or MLFLOW_DISABLE_TELEMETRY turns it off). Set before
+# MLflow is imported; decided again in case something imported it before these settings.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 with warnings.catch_warnings(record=True):
     import kedro_mlflow.mlflow  # noqa: F401
+try:
+    from mlflow.telemetry.client import set_telemetry_client
+except ImportError:  # pragma: no cover - an MLflow without telemetry
+    pass
+else:
+    set_telemetry_client()
 
 
 HOOKS = (ExperimentSelectionHooks(), OutputOwnershipHooks(), ModelArtifactsHooks(), MlflowRunHooks(), NodeTimingHooks(),
