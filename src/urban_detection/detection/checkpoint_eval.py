@@ -42,8 +42,9 @@ MODES = DIRECTIONS
 
 
 def count_records(path: str | Path) -> int:
-    """Number of readable records in one TFRecord file (read, not parsed; a damaged tail is not counted)."""
-    return sum(1 for _ in _readable_records(str(path), warn=False))
+    """Number of readable records in one TFRecord file (read, not parsed; a damaged tail is not counted, with a
+    warning naming the file and record)."""
+    return sum(1 for _ in _readable_records(str(path)))
 
 
 def _readable_records(path: str, warn: bool = True) -> Iterator[bytes]:
@@ -101,11 +102,11 @@ def load_frames(
     counts = [count_records(p) for p in paths]
     chosen = spread_indices(sum(counts), max_frames)
     offsets = np.cumsum([0, *counts])
-    serialized, files = [], []  # one pass per file keeps only the chosen records; one pipeline decodes them
+    serialized, files = [], []  # a second pass keeps only the chosen records (counting warned of damage)
     for k, path in enumerate(paths):
         local = set((chosen[(chosen >= offsets[k]) & (chosen < offsets[k + 1])] - offsets[k]).tolist())
         if local:
-            kept = [data for i, data in enumerate(_readable_records(path)) if i in local]
+            kept = [data for i, data in enumerate(_readable_records(path, warn=False)) if i in local]
             serialized += kept
             files += [path] * len(kept)
     images: list[np.ndarray] = []

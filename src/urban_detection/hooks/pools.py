@@ -1,7 +1,7 @@
 """Kedro hook: the worker processes a run kept for its nodes stop when the run ends.
 
-``ingest.keep_workers`` keeps the conversion's helper processes (or embedded Ray) up from the ingest
-to the evaluation frames' conversion, so that they import TensorFlow once per run, not once per node
+``ingest.keep_workers`` keeps the conversion's local helper processes up from the ingest to the
+evaluation frames' conversion, so that they import TensorFlow once per run, not once per node
 (``keep_pool`` of :func:`urban_detection.waymo.executor.run_tasks`). They stop here, whether the run
 succeeded or failed.
 """
@@ -11,7 +11,7 @@ from kedro.framework.hooks import hook_impl
 
 
 class WorkerPoolHooks:
-    """Stops the helper processes and embedded Ray that the run's nodes kept (none: nothing to do)."""
+    """Stops what the run's nodes kept (``executor.shutdown_pool``: helpers, or an embedded Ray; none: nothing)."""
 
     @hook_impl
     def after_pipeline_run(self) -> None:
