@@ -11,13 +11,13 @@ from urban_detection.project import project_root
 # Library deprecation chatter that says nothing about this project's runs.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 warnings.filterwarnings("ignore", message=r".*contain '.' characters.*")  # "<experiment>.model" is namespaced
+# No network at run time: MLflow 3 would otherwise fetch a telemetry config from the internet and send
+# usage records (only DO_NOT_TRACK=true, not 1, or MLFLOW_DISABLE_TELEMETRY turns it off). Set before
+# MLflow is imported; decided again below in case something imported it before these settings.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # kedro-mlflow's CLI plugin (loaded by every `kedro` command, after these settings) defines a pyfunc
 # model whose `predict` has no type hints, and MLflow warns about it once, under a warning filter of
 # its own that an "ignore" filter cannot override. Defining it here, with the warning caught, is that once.
-# No network at run time: MLflow 3 would otherwise fetch a telemetry config from the internet and send
-# usage records (only DO_NOT_TRACK=true, not 1, or MLFLOW_DISABLE_TELEMETRY turns it off). Set before
-# MLflow is imported; decided again in case something imported it before these settings.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 with warnings.catch_warnings(record=True):
     import kedro_mlflow.mlflow  # noqa: F401
 try:
