@@ -212,8 +212,10 @@ def test_split_bootstrap_slices_and_trips_equal_pycocotools_on_their_own_frames(
     assert len(boot["values"][AP50]) == 50
 
 
-def test_draws_in_small_chunks_equal_draws_in_one():
-    """Few cells per chunk (a split with many true positives) gives the same numbers, a few draws at a time."""
+@pytest.mark.parametrize("threads", [1, 3])
+def test_draws_in_small_chunks_equal_draws_in_one(threads):
+    """Few cells per chunk (a split with many true positives) gives the same numbers, a few draws at a time,
+    on one thread or several (classes and sizes side by side)."""
     gt_frames, det_frames = random_split(6, trips=6, frames=4)
     trips, trip_of_image = trip_index(gt_frames, lambda f: f["path"])
     gt = to_coco_ground_truth(gt_frames)
@@ -222,7 +224,7 @@ def test_draws_in_small_chunks_equal_draws_in_one():
     weights = trip_draws(len(trips), 30, seed=4)
     names = {i: LABEL_MAP[i] for i in LABEL_MAP}
     whole = coco_draw_metrics(ev, ranked, weights, names)
-    pieces = coco_draw_metrics(ev, ranked, weights, names, cells=10)
+    pieces = coco_draw_metrics(ev, ranked, weights, names, cells=10, threads=threads)
     assert set(pieces) == set(whole)
     for key in whole:
         np.testing.assert_array_equal(pieces[key], whole[key], err_msg=key)

@@ -24,7 +24,9 @@ objects and per COCO size (``... (small)``; COCO's own size metrics are among th
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -141,9 +143,10 @@ def _first_reaching(tp: np.ndarray, npig: np.ndarray, rec_thrs: np.ndarray) -> n
     m = np.ceil(rec_thrs[None, :] * n)
     m = np.where((m - 1) / n >= rec_thrs, m - 1, m)  # rounding of thr * n, both ways
     m = np.where(m / n < rec_thrs, m + 1, m)
-    big = float(tp.max(initial=0) + m.max(initial=0) + 1)  # rows stacked apart, still exact integers
+    most = tp[:, -1].max(initial=0) if n_pos else 0.0  # rows are non-decreasing: their last values are their largest
+    big = float(most + m.max(initial=0) + 1)  # rows stacked apart, still exact integers
     offsets = np.arange(n_rows, dtype=np.float64)[:, None] * big
-    flat = (tp + offsets).ravel()
+    flat = np.add(tp, offsets, out=np.empty((n_rows, n_pos))).ravel()  # row after row, whatever tp's layout
     return np.searchsorted(flat, (m + offsets).ravel(), side="left").reshape(n_rows, -1) - np.arange(n_rows)[:, None] * n_pos
 
 
@@ -154,20 +157,22 @@ def _precision_recall(m: RankedMatches, weights: np.ndarray, rec_thrs: np.ndarra
     precision = np.zeros((n_draws, n_t, len(rec_thrs)))
     recall = np.zeros((n_draws, n_t))
     npig = weights @ m.ground_truth
-    w = weights.astype(np.float64)
-    rows = np.arange(n_draws)[:, None]
+    w = np.ascontiguousarray(weights.T, dtype=np.float64)  # (n_trips, B): ranks x draws, each rank one row
+    rows = np.arange(n_draws)[None, :]
     for t, counts in enumerate(m.per_threshold):
         n_pos = counts.trips.size
         if n_pos == 0:
             continue
-        tp = np.cumsum(w[:, counts.trips], axis=1)  # (B, P): exact, integers in float64
-        fp = np.cumsum(np.asarray(counts.false_positives @ w.T).T, axis=1)
-        pr = tp / (fp + tp + _EPS)
-        envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+        tp = np.cumsum(w[counts.trips], axis=0)  # (P, B): exact, integers in float64
+        total = np.cumsum(counts.false_positives @ w, axis=0)
+        total += tp
+        total += _EPS
+        pr = np.divide(tp, total, out=total)  # tp / (fp + tp + eps), as pycocotools
+        envelope = np.maximum.accumulate(pr[::-1], axis=0)[::-1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            recall[:, t] = tp[:, -1] / npig
-        idx = _first_reaching(tp, npig, rec_thrs)
-        precision[:, t] = np.where(idx < n_pos, envelope[rows, np.minimum(idx, n_pos - 1)], 0.0)
+            recall[:, t] = tp[-1] / npig
+        idx = _first_reaching(tp.T, npig, rec_thrs)  # (B, R)
+        precision[:, t] = np.where(idx < n_pos, envelope[np.minimum(idx, n_pos - 1), rows.T], 0.0)
     none = npig == 0
     precision[none], recall[none] = -1.0, -1.0
     return precision, recall
@@ -181,8 +186,8 @@ def _mean_defined(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def coco_draw_metrics(ev: Any, ranked: Mapping[tuple[int, str], RankedMatches], weights: np.ndarray,
-                      class_names: Mapping[int, str], chunk: int = 250, cells: int = 4_000_000
-                      ) -> dict[str, np.ndarray]:
+                      class_names: Mapping[int, str], chunk: int = 250, cells: int = 4_000_000,
+                      threads: int | None = None) -> dict[str, np.ndarray]:
     """Every draw's COCO numbers, NaN where undefined: mAP, AP50, AP75, AR@100, per-class AP and AP50,
     over all objects and per size (:func:`sized` names; ``COCO_DRAW_METRICS`` are among them).
 
@@ -190,7 +195,9 @@ def coco_draw_metrics(ev: Any, ranked: Mapping[tuple[int, str], RankedMatches], 
     the ``(draws, n_trips)`` multiplicities (:func:`trip_draws`; a row of ones gives pycocotools' own
     numbers, zeros leave trips out); ``class_names`` maps category ids to names. Draws are processed
     ``chunk`` at a time, fewer when a class has many true positives: a draw's running counts take
-    ``cells`` values at most (32 MB each array), so memory stays bounded at any split size."""
+    ``cells`` values at most (32 MB each array), so memory stays bounded at any split size. Classes and
+    sizes are counted on ``threads`` threads (default: one per core, at most 4; each holds its own arrays)."""
+    threads = threads or min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     p = ev.params
     most = max([c.trips.size for m in ranked.values() for c in m.per_threshold] or [1])
     chunk = max(1, min(chunk, cells // max(most, 1)))
@@ -198,25 +205,33 @@ def coco_draw_metrics(ev: Any, ranked: Mapping[tuple[int, str], RankedMatches], 
     t50 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.5))[0])
     t75 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.75))[0])
     cats = [int(c) for c in p.catIds]
+    labels = [label for label in p.areaRngLbl if label in ("all", *SIZES)]
     out: dict[str, list[np.ndarray]] = {}
-    for start in range(0, weights.shape[0], chunk):
-        w = weights[start:start + chunk]
-        for label in p.areaRngLbl:
-            if label not in ("all", *SIZES):
-                continue
-            parts = [_precision_recall(ranked[(c, label)], w, rec_thrs) for c in cats]
-            precision = np.stack([pr for pr, _ in parts], axis=2)   # (B, T, K, R)
-            recall = np.stack([rc for _, rc in parts], axis=2)      # (B, T, K)
-            numbers = {MAP: _mean_defined(precision, (1, 2, 3)), AR100: _mean_defined(recall, (1, 2)),
-                       AP50: _mean_defined(precision[:, t50], (1, 2)), AP75: _mean_defined(precision[:, t75], (1, 2))}
-            for k, cat in enumerate(cats):
-                name = class_names.get(cat, str(cat))
-                numbers[PER_CLASS_AP.format(name)] = _mean_defined(precision[:, :, k], (1, 2))
-                numbers[PER_CLASS_AP50.format(name)] = _mean_defined(precision[:, t50, k], (1,))
-            for key, value in numbers.items():
-                key = sized(key, label)
-                out.setdefault(key, []).append(value)
+    with ThreadPoolExecutor(max(1, min(threads, len(cats) * len(labels)))) as pool:
+        for start in range(0, weights.shape[0], chunk):
+            w = weights[start:start + chunk]
+            # numpy lets go of the GIL in these large array passes: classes and sizes run side by side
+            parts = list(pool.map(lambda key: _precision_recall(ranked[key], w, rec_thrs),
+                                  [(c, label) for label in labels for c in cats]))
+            for i, label in enumerate(labels):
+                _add_numbers(out, label, parts[i * len(cats):(i + 1) * len(cats)], cats, class_names, t50, t75)
     return {key: np.concatenate(values) for key, values in out.items()}
+
+
+def _add_numbers(out: dict[str, list[np.ndarray]], label: str, parts: Sequence[tuple[np.ndarray, np.ndarray]],
+                 cats: list[int], class_names: Mapping[int, str], t50: int, t75: int) -> None:
+    """One area range's numbers of a chunk of draws, from each class's :func:`_precision_recall`."""
+    precision = np.stack([pr for pr, _ in parts], axis=2)   # (B, T, K, R)
+    recall = np.stack([rc for _, rc in parts], axis=2)      # (B, T, K)
+    numbers = {MAP: _mean_defined(precision, (1, 2, 3)), AR100: _mean_defined(recall, (1, 2)),
+               AP50: _mean_defined(precision[:, t50], (1, 2)), AP75: _mean_defined(precision[:, t75], (1, 2))}
+    for k, cat in enumerate(cats):
+        name = class_names.get(cat, str(cat))
+        numbers[PER_CLASS_AP.format(name)] = _mean_defined(precision[:, :, k], (1, 2))
+        numbers[PER_CLASS_AP50.format(name)] = _mean_defined(precision[:, t50, k], (1,))
+    for key, value in numbers.items():
+        key = sized(key, label)
+        out.setdefault(key, []).append(value)
 
 
 def trip_index(gt_frames: Sequence[Mapping[str, Any]], trip_of: Any) -> tuple[list[str], dict[int, int]]:
