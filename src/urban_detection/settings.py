@@ -1,4 +1,6 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+import atexit
+import gc
 import os
 import warnings
 
@@ -11,6 +13,11 @@ from urban_detection.project import project_root
 # Library deprecation chatter that says nothing about this project's runs.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 warnings.filterwarnings("ignore", message=r".*contain '.' characters.*")  # "<experiment>.model" is namespaced
+# A process that imported TensorFlow spends about 1.4 s of its exit in Python's last garbage collections,
+# over the millions of objects TensorFlow, Keras and MLflow made. Everything the run writes is closed
+# by then (datasets, MLflow's own exit handlers, logging), so those objects are left to the exit:
+# registered before MLflow and TensorFlow are imported, this runs after their exit handlers.
+atexit.register(gc.freeze)
 # No network at run time: MLflow 3 would otherwise fetch a telemetry config from the internet and send
 # usage records (only DO_NOT_TRACK=true, not 1, or MLFLOW_DISABLE_TELEMETRY turns it off). Set before
 # MLflow is imported; decided again below in case something imported it before these settings.
