@@ -5,6 +5,7 @@ import logging
 
 from kedro.framework.hooks import hook_impl
 
+from urban_detection.hooks.params import session_parameters
 from urban_detection.hooks.runs import evaluations
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class ModelArtifactsHooks:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        params = context.config_loader["parameters"]
+        params = session_parameters(context)
         evaluate = params.get("evaluate") or {}
         self._log_export = bool((evaluate.get("export") or {}).get("log_to_mlflow", True))
         self._min_score = (params.get("render") or {}).get("score_threshold")

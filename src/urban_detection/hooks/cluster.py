@@ -7,6 +7,8 @@ from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
+from urban_detection.hooks.params import session_parameters
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +36,7 @@ class ClusterTrackingHooks:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        self._train = dict(context.config_loader["parameters"].get("train") or {})
+        self._train = dict(session_parameters(context).get("train") or {})
         self._root = Path(context.project_path)
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow opens the kedro run

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from kedro.framework.hooks import hook_impl
 
+from urban_detection.hooks.params import session_parameters
+
 
 class ExperimentSelectionHooks:
     """Builds the pipelines from this session's ``train`` parameters (conf envs and ``--params``)."""
@@ -13,7 +15,7 @@ class ExperimentSelectionHooks:
 
         from urban_detection.pipelines import selection
 
-        params = context.config_loader["parameters"]
+        params = session_parameters(context)
         selection.configure(params.get("train"), (params.get("evaluate") or {}).get("reference"),
                             (params.get("predict") or {}).get("experiment"))
         pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")  # rebuilt with this selection on next access

@@ -60,11 +60,8 @@ def make_evaluate_node(name: str) -> Callable:
     def evaluate(model: TrainedDetector, config: dict, trips: Trips, eval_trips: Trips,
                  split_manifest: pd.DataFrame, params: dict) -> tuple:
         check_provenance(model, config, trips, split_manifest)
-        doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips)
-        figures = png_figures(figures, (params or {}).get("figure_dpi", 110))
-        _log_evaluation(model, doc, files, figures, tables,
-                        log_files=bool((params or {}).get("log_coco_files", False)))
-        return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
+        return _outputs(model, *evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips),
+                        params or {})
 
     evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{name}"
     return evaluate
@@ -81,13 +78,17 @@ def make_stored_reference_node(name: str) -> Callable:
                  model.step)
         doc, files, figures, tables = evaluate_model(model, eval_trips, split_manifest, params or {}, ingested=trips)
         doc["stored_reference"] = True
-        figures = png_figures(figures, (params or {}).get("figure_dpi", 110))
-        _log_evaluation(model, doc, files, figures, tables,
-                        log_files=bool((params or {}).get("log_coco_files", False)))
-        return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
+        return _outputs(model, doc, files, figures, tables, params or {})
 
     evaluate_stored.__name__ = evaluate_stored.__qualname__ = f"evaluate_stored_{name}"
     return evaluate_stored
+
+
+def _outputs(model: TrainedDetector, doc: dict, files: dict, figures: dict, tables: dict, params: dict) -> tuple:
+    """An evaluation node's outputs: each figure drawn once as PNG, everything logged to the model's MLflow run."""
+    figures = png_figures(figures, params.get("figure_dpi", 110))
+    _log_evaluation(model, doc, files, figures, tables, log_files=bool(params.get("log_coco_files", False)))
+    return doc, files, figures, tables["draws"], tables["slices"], tables["per_trip"]
 
 
 def evaluate_model(trained: TrainedDetector, trips: Trips, split_manifest: pd.DataFrame,
