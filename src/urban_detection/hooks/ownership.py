@@ -5,6 +5,7 @@ from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 from kedro_datasets.matplotlib import MatplotlibDataset
+from kedro_datasets.partitions import PartitionedDataset
 
 from urban_detection import files
 
@@ -23,7 +24,13 @@ def local_output_path(catalog, name: str) -> Path | None:
 
 
 def saved_paths(catalog, name: str, data) -> list[Path]:
-    """The local files saving ``data`` to the dataset ``name`` writes (a dict of figures: one per key)."""
+    """The local files saving ``data`` to the dataset ``name`` writes (a dict of figures, or of a
+    partitioned dataset's partitions: one per key)."""
+    dataset = catalog.get(name) if catalog is not None else None
+    if isinstance(dataset, PartitionedDataset) and isinstance(data, dict):
+        if getattr(dataset, "_protocol", "file") not in ("file", "local"):
+            return []
+        return [Path(dataset._partition_to_path(str(key))) for key in data]
     path = local_output_path(catalog, name)
     if path is None:
         return []
@@ -37,8 +44,8 @@ class OutputOwnershipHooks:
 
     Before any node runs, the run stops when an output's file exists and the project did not
     write it (not in its folder's manifest, or changed since), naming the file and the dataset;
-    a folder of figures is checked figure by figure when it is saved (a user's other files in it
-    stay). Once Kedro saved an output, its files are recorded as the project's
+    a folder of figures or of partitions (``PartitionedDataset``) is checked file by file when it is
+    saved (a user's other files in it stay). Once Kedro saved an output, its files are recorded as the project's
     (:mod:`urban_detection.files`).
     """
 
