@@ -157,8 +157,8 @@ def _precision_recall(m: RankedMatches, weights: np.ndarray, rec_thrs: np.ndarra
     precision = np.zeros((n_draws, n_t, len(rec_thrs)))
     recall = np.zeros((n_draws, n_t))
     npig = weights @ m.ground_truth
-    w = np.ascontiguousarray(weights.T, dtype=np.float64)  # (n_trips, B): ranks x draws, each rank one row
-    rows = np.arange(n_draws)[None, :]
+    w = np.ascontiguousarray(weights.T, dtype=np.float64)  # (n_trips, B): gathered by rank, (P, B) below
+    rows = np.arange(n_draws)[:, None]
     for t, counts in enumerate(m.per_threshold):
         n_pos = counts.trips.size
         if n_pos == 0:
@@ -172,7 +172,7 @@ def _precision_recall(m: RankedMatches, weights: np.ndarray, rec_thrs: np.ndarra
         with np.errstate(divide="ignore", invalid="ignore"):
             recall[:, t] = tp[-1] / npig
         idx = _first_reaching(tp.T, npig, rec_thrs)  # (B, R)
-        precision[:, t] = np.where(idx < n_pos, envelope[np.minimum(idx, n_pos - 1), rows.T], 0.0)
+        precision[:, t] = np.where(idx < n_pos, envelope[np.minimum(idx, n_pos - 1), rows], 0.0)
     none = npig == 0
     precision[none], recall[none] = -1.0, -1.0
     return precision, recall
