@@ -195,12 +195,12 @@ def coco_draw_metrics(ev: Any, ranked: Mapping[tuple[int, str], RankedMatches], 
     the ``(draws, n_trips)`` multiplicities (:func:`trip_draws`; a row of ones gives pycocotools' own
     numbers, zeros leave trips out); ``class_names`` maps category ids to names. Draws are processed
     ``chunk`` at a time, fewer when a class has many true positives: a draw's running counts take
-    ``cells`` values at most (32 MB each array), so memory stays bounded at any split size. Classes and
-    sizes are counted on ``threads`` threads (default: one per core, at most 4; each holds its own arrays)."""
+    ``cells`` values at most (32 MB each array, shared by the threads), so memory stays bounded at any split
+    size. Classes and sizes are counted on ``threads`` threads (default: one per core, at most 4)."""
     threads = threads or min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     p = ev.params
     most = max([c.trips.size for m in ranked.values() for c in m.per_threshold] or [1])
-    chunk = max(1, min(chunk, cells // max(most, 1)))
+    chunk = max(1, min(chunk, cells // threads // max(most, 1)))  # the threads share the cells
     rec_thrs = np.asarray(p.recThrs, dtype=np.float64)
     t50 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.5))[0])
     t75 = int(np.flatnonzero(np.isclose(p.iouThrs, 0.75))[0])
