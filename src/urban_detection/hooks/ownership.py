@@ -18,9 +18,11 @@ def local_output_path(catalog, name: str) -> Path | None:
     filepath = getattr(dataset, "_filepath", None)
     if filepath is None or getattr(dataset, "_version", None) is not None:
         return None
-    if getattr(dataset, "_protocol", "file") not in ("file", "local"):
-        return None
-    return Path(str(filepath))
+    return Path(str(filepath)) if _is_local(dataset) else None
+
+
+def _is_local(dataset) -> bool:
+    return getattr(dataset, "_protocol", "file") in ("file", "local")
 
 
 def saved_paths(catalog, name: str, data) -> list[Path]:
@@ -28,9 +30,7 @@ def saved_paths(catalog, name: str, data) -> list[Path]:
     partitioned dataset's partitions: one per key)."""
     dataset = catalog.get(name) if catalog is not None else None
     if isinstance(dataset, PartitionedDataset) and isinstance(data, dict):
-        if getattr(dataset, "_protocol", "file") not in ("file", "local"):
-            return []
-        return [Path(dataset._partition_to_path(str(key))) for key in data]
+        return [Path(dataset._partition_to_path(str(key))) for key in data] if _is_local(dataset) else []
     path = local_output_path(catalog, name)
     if path is None:
         return []
